@@ -1,0 +1,299 @@
+"""SQLite records of a library: sources, tiles, reports, their vectors and the manifest.
+
+SQLite is the source of truth. Every vector is kept here as a float32 BLOB beside its record,
+so the FAISS files are a derived cache that can always be reconciled or rebuilt; a crash
+between the two never loses or duplicates a record.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from histoseek.errors import InputError, LibraryError
+from histoseek.index.migrations import migrate
+
+# Filter keys that are real columns; anything else is looked up in the metadata JSON.
+SOURCE_COLUMNS = {"label": "s.label", "source_id": "s.source_id", "path": "s.path",
+                  "slide": "s.name", "name": "s.name", "kind": "s.kind", "sha256": "s.sha256"}
+REPORT_COLUMNS = {"label": "r.label", "source_id": "r.source_id", "report_id": "r.report_id"}
+
+
+@dataclass
+class SourceRecord:
+    """One ingested file, with its tiles' boxes (level-0 px) and vectors."""
+
+    path: str
+    name: str
+    sha256: str
+    kind: str
+    width: int
+    height: int
+    mpp: float | None
+    mpp_source: str
+    label: str | None
+    source_id: str | None
+    metadata: dict[str, Any]
+    boxes_l0: np.ndarray  # [n, 4] int64
+    tile_mpp: float | None
+    tissue: np.ndarray  # [n] float32
+    vectors: np.ndarray | None = None  # [n, d] float32
+
+
+@dataclass
+class ReportRecord:
+    report_id: str
+    text: str
+    source_id: str | None = None
+    label: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _blob(vector: np.ndarray) -> bytes:
+    return np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+
+
+class RecordStore:
+    """Thin typed layer over the library's SQLite file (WAL, explicit transactions)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            migrate(self.conn)
+        except sqlite3.DatabaseError as exc:
+            raise LibraryError(f"{path}: not a histoseek library database ({exc})") from exc
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All-or-nothing block: committed on success, rolled back on any error."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- manifest ---------------------------------------------------------------------------
+    def get_meta(self, key: str) -> Any:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def set_meta(self, values: dict[str, Any]) -> None:
+        with self.transaction() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
+
+    # -- sources and tiles -------------------------------------------------------------------
+    def has_sha(self, sha256: str) -> bool:
+        row = self.conn.execute("SELECT 1 FROM sources WHERE sha256 = ?", (sha256,)).fetchone()
+        return row is not None
+
+    def insert_sources(self, records: Sequence[SourceRecord]) -> list[np.ndarray]:
+        """Insert sources with their tiles in one transaction; return each one's tile ids."""
+        all_ids: list[np.ndarray] = []
+        with self.transaction() as conn:
+            for rec in records:
+                cur = conn.execute(
+                    "INSERT INTO sources (path, name, sha256, kind, width, height, mpp, mpp_source,"
+                    " label, source_id, metadata, n_tiles, added_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (rec.path, rec.name, rec.sha256, rec.kind, rec.width, rec.height, rec.mpp,
+                     rec.mpp_source, rec.label, rec.source_id, json.dumps(rec.metadata),
+                     len(rec.boxes_l0), _now()),
+                )
+                source_pk = cur.lastrowid
+                ids = []
+                for box, tissue, vector in zip(rec.boxes_l0, rec.tissue, rec.vectors, strict=True):
+                    cur = conn.execute(
+                        "INSERT INTO tiles (source, x, y, w, h, mpp, tissue, vector)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (source_pk, *(int(v) for v in box), rec.tile_mpp, float(tissue),
+                         _blob(vector)),
+                    )
+                    ids.append(cur.lastrowid)
+                all_ids.append(np.asarray(ids, np.int64))
+        return all_ids
+
+    def find_sources(self, key: str) -> list[tuple[int, str]]:
+        """Sources matching a path, file name, sha256 or numeric id."""
+        rows = self.conn.execute(
+            "SELECT id, path FROM sources WHERE path = ? OR name = ? OR sha256 = ?"
+            " OR CAST(id AS TEXT) = ?",
+            (str(Path(key).resolve()) if Path(key).exists() else key, key, key, key),
+        ).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def delete_sources(self, source_pks: Iterable[int]) -> np.ndarray:
+        """Delete sources and their tiles atomically; return the removed tile ids."""
+        pks = list(source_pks)
+        marks = ",".join("?" * len(pks))
+        with self.transaction() as conn:
+            ids = [r[0] for r in conn.execute(
+                f"SELECT id FROM tiles WHERE source IN ({marks})", pks)]
+            conn.execute(f"DELETE FROM sources WHERE id IN ({marks})", pks)
+        return np.asarray(ids, np.int64)
+
+    # -- reports -----------------------------------------------------------------------------
+    def upsert_reports(
+        self, records: Sequence[ReportRecord], shas: Sequence[str],
+        vectors: dict[str, np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Insert or replace reports; return (new ids, ids of the replaced rows)."""
+        new_ids, old_ids = [], []
+        with self.transaction() as conn:
+            for i, (rec, sha) in enumerate(zip(records, shas, strict=True)):
+                row = conn.execute(
+                    "SELECT id FROM reports WHERE report_id = ?", (rec.report_id,)).fetchone()
+                if row is not None:
+                    old_ids.append(row[0])
+                    conn.execute("DELETE FROM reports WHERE id = ?", (row[0],))
+                cur = conn.execute(
+                    "INSERT INTO reports (report_id, text, sha256, source_id, label, metadata,"
+                    " added_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (rec.report_id, rec.text, sha, rec.source_id, rec.label,
+                     json.dumps(rec.metadata), _now()),
+                )
+                new_ids.append(cur.lastrowid)
+                for space, matrix in vectors.items():
+                    conn.execute(
+                        "INSERT INTO report_vectors (report, space, vector) VALUES (?, ?, ?)",
+                        (cur.lastrowid, space, _blob(matrix[i])),
+                    )
+        return np.asarray(new_ids, np.int64), np.asarray(old_ids, np.int64)
+
+    def report_shas(self) -> dict[str, str]:
+        return dict(self.conn.execute("SELECT report_id, sha256 FROM reports").fetchall())
+
+    # -- vectors by space ----------------------------------------------------------------------
+    def _space_sql(self, space: str) -> tuple[str, tuple[Any, ...]]:
+        if space == "image":
+            return "SELECT id, vector FROM tiles", ()
+        return "SELECT report, vector FROM report_vectors WHERE space = ?", (space,)
+
+    def iter_vectors(self, space: str, dim: int, chunk: int = 65536
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (ids, vectors) chunks of one space, for rebuilding an index."""
+        sql, params = self._space_sql(space)
+        cur = self.conn.execute(sql + " ORDER BY 1", params)
+        while rows := cur.fetchmany(chunk):
+            ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+            vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, dim)
+            yield ids, vecs
+
+    def vectors_for(self, space: str, ids: np.ndarray, dim: int) -> np.ndarray:
+        sql, params = self._space_sql(space)
+        id_col = "id" if space == "image" else "report"
+        out = np.zeros((len(ids), dim), np.float32)
+        pos = {int(i): n for n, i in enumerate(ids)}
+        for start in range(0, len(ids), 900):
+            part = [int(i) for i in ids[start : start + 900]]
+            joiner = " AND " if params else " WHERE "
+            q = f"{sql}{joiner}{id_col} IN ({','.join('?' * len(part))})"
+            for row_id, blob in self.conn.execute(q, (*params, *part)):
+                out[pos[row_id]] = np.frombuffer(blob, np.float32)
+        return out
+
+    def id_digest(self, space: str) -> tuple[int, int, int]:
+        """(count, sum, max) of ids: with monotonic ids this pins the id set exactly."""
+        if space == "image":
+            row = self.conn.execute("SELECT count(*), total(id), max(id) FROM tiles").fetchone()
+        else:
+            row = self.conn.execute(
+                "SELECT count(*), total(report), max(report) FROM report_vectors WHERE space = ?",
+                (space,)).fetchone()
+        return int(row[0]), int(row[1] or 0), int(row[2] or 0)
+
+    def all_ids(self, space: str) -> np.ndarray:
+        sql, params = self._space_sql(space)
+        sql = sql.replace(", vector", "")
+        return np.fromiter((r[0] for r in self.conn.execute(sql, params)), np.int64)
+
+    # -- filters -----------------------------------------------------------------------------
+    def filtered_ids(self, space: str, where: dict[str, Any] | None,
+                     exclude: dict[str, Any] | None) -> np.ndarray:
+        """Ids in ``space`` whose records match ``where`` and not ``exclude``."""
+        if space == "image":
+            base, columns = "SELECT t.id FROM tiles t JOIN sources s ON t.source = s.id", SOURCE_COLUMNS
+            meta_col = "s.metadata"
+        else:
+            base = ("SELECT v.report FROM report_vectors v JOIN reports r ON v.report = r.id"
+                    " WHERE v.space = ?")
+            columns, meta_col = REPORT_COLUMNS, "r.metadata"
+        clauses, params = [], [] if space == "image" else [space]
+        for filters, negate in ((where, False), (exclude, True)):
+            for key, value in (filters or {}).items():
+                column = columns.get(key)
+                if column is None:
+                    if not key.replace("_", "").replace("-", "").replace(".", "").isalnum():
+                        raise InputError(f"filter key '{key}' is not a plain name")
+                    column = f"json_extract({meta_col}, '$.{key}')"
+                values = list(value) if isinstance(value, list | tuple | set) else [value]
+                marks = ",".join("?" * len(values))
+                test = f"{column} IN ({marks})"
+                clauses.append(f"({column} IS NULL OR NOT {test})" if negate else test)
+                params.extend(str(v) if not isinstance(v, int | float) else v for v in values)
+        if clauses:
+            base += (" AND " if space != "image" else " WHERE ") + " AND ".join(clauses)
+        return np.fromiter((r[0] for r in self.conn.execute(base, params)), np.int64)
+
+    # -- hits --------------------------------------------------------------------------------
+    def tile_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        return self._rows(
+            "SELECT t.id, t.x, t.y, t.w, t.h, t.mpp, s.path, s.name, s.label, s.source_id,"
+            " s.metadata, s.kind, s.id AS source_pk FROM tiles t JOIN sources s"
+            " ON t.source = s.id WHERE t.id IN ({})", ids)
+
+    def report_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        return self._rows(
+            "SELECT id, report_id, text, source_id, label, metadata FROM reports"
+            " WHERE id IN ({})", ids)
+
+    def _rows(self, sql: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        out: dict[int, dict[str, Any]] = {}
+        ids = [int(i) for i in ids]
+        for start in range(0, len(ids), 900):
+            part = ids[start : start + 900]
+            cur = self.conn.execute(sql.format(",".join("?" * len(part))), part)
+            names = [d[0] for d in cur.description]
+            for row in cur:
+                rec = dict(zip(names, row, strict=True))
+                rec["metadata"] = json.loads(rec["metadata"] or "{}")
+                out[int(rec["id"])] = rec
+        return out
+
+    def counts(self) -> dict[str, int]:
+        q = self.conn.execute
+        return {
+            "sources": q("SELECT count(*) FROM sources").fetchone()[0],
+            "slides": q("SELECT count(*) FROM sources WHERE kind = 'slide'").fetchone()[0],
+            "images": q("SELECT count(*) FROM sources WHERE kind = 'image'").fetchone()[0],
+            "tiles": q("SELECT count(*) FROM tiles").fetchone()[0],
+            "reports": q("SELECT count(*) FROM reports").fetchone()[0],
+        }
+
+    def labels(self) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT label, count(*) FROM sources WHERE label IS NOT NULL GROUP BY label")
+        return dict(rows.fetchall())

@@ -1,0 +1,197 @@
+"""Vector indexes behind one small interface, with a FAISS implementation.
+
+The interface (``VectorIndex``) is what the library calls; a Milvus backend can implement
+the same five methods. Vectors are float32 unit rows, scores are inner products (cosine).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal, Protocol
+
+import faiss
+import numpy as np
+
+from histoseek.errors import LibraryError
+
+IndexKind = Literal["flat", "hnsw", "ivfpq"]
+INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivfpq")
+IVFPQ_MIN_TRAIN = 4096  # below this an IVF-PQ library searches exactly (flat) until trained
+
+
+class VectorIndex(Protocol):
+    """What the library needs from a vector store."""
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
+
+    def remove(self, ids: np.ndarray) -> bool: ...
+
+    def search(
+        self, queries: np.ndarray, k: int, allow: np.ndarray | None = None,
+        deny: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def ids(self) -> np.ndarray: ...
+
+    def __len__(self) -> int: ...
+
+
+def _atomic_write_bytes(path: Path, data: np.ndarray) -> None:
+    """Write to a temp file in the same folder, fsync, rename, fsync the folder."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.tobytes())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class FaissIndex:
+    """FAISS index with external int64 ids (``IndexIDMap2``) and id-selector filtering.
+
+    ``flat`` is exact. ``hnsw`` is a graph index (``efSearch`` set explicitly); HNSW cannot
+    delete in place, so ``remove`` reports False and the caller rebuilds. ``ivfpq`` stays
+    exact until ``IVFPQ_MIN_TRAIN`` vectors exist, then trains once on what is there.
+    """
+
+    def __init__(self, dim: int, kind: IndexKind = "flat", ef_search: int = 128,
+                 nprobe: int = 16, hnsw_m: int = 32) -> None:
+        if kind not in INDEX_KINDS:
+            raise LibraryError(f"unknown index type '{kind}'; choose one of {INDEX_KINDS}")
+        self.dim, self.kind = dim, kind
+        self.ef_search, self.nprobe, self.hnsw_m = ef_search, nprobe, hnsw_m
+        self.index = self._new_index(trained_ivf=False)
+
+    def _new_index(self, trained_ivf: bool, train: np.ndarray | None = None) -> faiss.Index:
+        if self.kind == "hnsw":
+            inner = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            inner.hnsw.efConstruction = 80
+        elif self.kind == "ivfpq" and trained_ivf and train is not None:
+            nlist = int(np.clip(4 * math.sqrt(len(train)), 16, 65536))
+            nlist = min(nlist, len(train) // 39)
+            m = _pq_subquantizers(self.dim)
+            quantizer = faiss.IndexFlatIP(self.dim)
+            inner = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
+            inner.train(train)
+            inner.nprobe = self.nprobe
+        else:
+            inner = faiss.IndexFlatIP(self.dim)
+        return faiss.IndexIDMap2(inner)
+
+    @property
+    def is_exact(self) -> bool:
+        return isinstance(faiss.downcast_index(self.index.index), faiss.IndexFlat)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add float32 ``[n, dim]`` rows under int64 ``ids``."""
+        if len(ids) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise LibraryError(f"vectors of shape {vectors.shape} do not fit a {self.dim}-d index")
+        self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        if self.kind == "ivfpq" and self.is_exact and len(self) >= IVFPQ_MIN_TRAIN:
+            self._train_ivfpq()
+
+    def _train_ivfpq(self) -> None:
+        all_ids = self.ids()
+        flat = faiss.downcast_index(self.index.index)
+        data = faiss.rev_swig_ptr(flat.get_xb(), len(all_ids) * self.dim).reshape(-1, self.dim)
+        data = np.array(data, dtype=np.float32)
+        rng = np.random.default_rng(0)
+        sample = data[rng.choice(len(data), min(len(data), 100_000), replace=False)]
+        self.index = self._new_index(trained_ivf=True, train=sample)
+        self.index.add_with_ids(data, all_ids)
+
+    def remove(self, ids: np.ndarray) -> bool:
+        """Remove ids; False when the index type cannot delete (HNSW), so rebuild instead."""
+        if len(ids) == 0:
+            return True
+        if self.kind == "hnsw":
+            return False
+        self.index.remove_ids(faiss.IDSelectorBatch(np.ascontiguousarray(ids, dtype=np.int64)))
+        return True
+
+    def search(
+        self, queries: np.ndarray, k: int, allow: np.ndarray | None = None,
+        deny: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ``(scores, ids)``, each ``[m, k]``; missing slots have id -1.
+
+        ``allow`` restricts the search to those ids, ``deny`` skips them.
+        """
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = max(1, min(int(k), max(len(self), 1)))
+        if len(self) == 0:
+            m = len(queries)
+            return np.zeros((m, 0), np.float32), np.zeros((m, 0), np.int64)
+        selector = None
+        if allow is not None:
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allow, dtype=np.int64))
+        elif deny is not None and len(deny):
+            selector = faiss.IDSelectorNot(
+                faiss.IDSelectorBatch(np.ascontiguousarray(deny, dtype=np.int64)))
+        params = self._params(selector)
+        scores, ids = self.index.search(queries, k, params=params)
+        return scores, ids
+
+    def _params(self, selector: faiss.IDSelector | None) -> faiss.SearchParameters | None:
+        inner = faiss.downcast_index(self.index.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = self.ef_search
+        elif isinstance(inner, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF()
+            params.nprobe = self.nprobe
+        elif selector is None:
+            return None
+        else:
+            params = faiss.SearchParameters()
+        if selector is not None:
+            params.sel = selector
+            params._selector_ref = selector  # keep the selector alive while params lives
+        return params
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Write atomically: readers see the old file or the new one, never a torn one."""
+        _atomic_write_bytes(path, faiss.serialize_index(self.index))
+
+    @classmethod
+    def load(cls, path: Path, dim: int, kind: IndexKind, **options: int) -> FaissIndex:
+        self = cls(dim, kind, **options)
+        try:
+            data = np.fromfile(path, dtype=np.uint8)
+            self.index = faiss.deserialize_index(data)
+        except Exception as exc:  # noqa: BLE001 - FAISS raises RuntimeError for corrupt files
+            raise LibraryError(f"{path}: corrupt vector index ({exc})") from exc
+        if self.index.d != dim:
+            raise LibraryError(f"{path}: index has {self.index.d} dims, library expects {dim}")
+        return self
+
+
+def _pq_subquantizers(dim: int) -> int:
+    """Largest divisor of ``dim`` giving sub-vectors of at least 4 dims, at most 64 codes."""
+    for m in range(min(64, dim // 4), 0, -1):
+        if dim % m == 0:
+            return m
+    return 1
