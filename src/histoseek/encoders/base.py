@@ -133,4 +133,5 @@ class Encoder(ABC):
         )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, version={self.info.version!r})"
+        return (f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, "
+                f"version={self.info.version!r})")

@@ -24,7 +24,8 @@ def _bundled_model_path() -> Path:
 
 def _embedding_dim(model: object) -> int:
     # sentence-transformers 6 renamed the accessor; accept both.
-    getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    getter = (getattr(model, "get_embedding_dimension", None)
+              or model.get_sentence_embedding_dimension)
     return int(getter())
 
 
@@ -44,7 +45,7 @@ class MiniLMEncoder(Encoder):
             self.model = SentenceTransformer(
                 str(model_path), device=str(resolve_device(device)), local_files_only=True
             )
-        except Exception as exc:  # noqa: BLE001 - any loader failure is a weights problem here
+        except Exception as exc:
             raise WeightsNotFoundError(f"{model_path}: cannot load MiniLM model ({exc})") from exc
         self.info = EncoderInfo(
             name="minilm",

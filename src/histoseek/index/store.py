@@ -235,7 +235,8 @@ class RecordStore:
                      exclude: dict[str, Any] | None) -> np.ndarray:
         """Ids in ``space`` whose records match ``where`` and not ``exclude``."""
         if space == "image":
-            base, columns = "SELECT t.id FROM tiles t JOIN sources s ON t.source = s.id", SOURCE_COLUMNS
+            base = "SELECT t.id FROM tiles t JOIN sources s ON t.source = s.id"
+            columns = SOURCE_COLUMNS
             meta_col = "s.metadata"
         else:
             base = ("SELECT v.report FROM report_vectors v JOIN reports r ON v.report = r.id"

@@ -182,7 +182,7 @@ class FaissIndex:
         try:
             data = np.fromfile(path, dtype=np.uint8)
             self.index = faiss.deserialize_index(data)
-        except Exception as exc:  # noqa: BLE001 - FAISS raises RuntimeError for corrupt files
+        except Exception as exc:
             raise LibraryError(f"{path}: corrupt vector index ({exc})") from exc
         if self.index.d != dim:
             raise LibraryError(f"{path}: index has {self.index.d} dims, library expects {dim}")

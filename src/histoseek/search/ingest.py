@@ -100,7 +100,7 @@ def _prefetch(events: Iterator[tuple[str, object]], depth: int) -> Iterator[tupl
                         continue
                 if stop.is_set():
                     return
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+        except BaseException as exc:
             error.append(exc)
         finally:
             q.put(_DONE)

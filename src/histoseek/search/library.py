@@ -26,17 +26,24 @@ from histoseek.index.store import RecordStore
 from histoseek.index.vectors import FaissIndex, IndexKind
 from histoseek.search.hits import Hit, IngestFailure, IngestReport
 from histoseek.search.ingest import encode_files
-from histoseek.search.inputs import apply_labels, discover, parse_region, read_labels_csv, read_reports
+from histoseek.search.inputs import (
+    apply_labels,
+    discover,
+    parse_region,
+    read_labels_csv,
+    read_reports,
+)
 from histoseek.search.queries import (
     ImageQuery,
     aggregate_slides,
     group_by_slide,
     hit_from_row,
     query_tile,
-    region_tile,
+    region_tiles,
     slide_tiles,
 )
-from histoseek.slides.tiling import TilingConfig
+from histoseek.slides.reader import open_slide
+from histoseek.slides.tiling import TilingConfig, read_region_tile
 
 DB_NAME = "library.sqlite"
 FORMAT_VERSION = 1
@@ -294,7 +301,7 @@ class Library:
         return report
 
     def remove(self, source: str | Path) -> int:
-        """Delete a source (path, file name, sha256 or id) and its vectors; returns tiles removed."""
+        """Delete a source (path, file name, sha256 or id) and its vectors; return tiles removed."""
         matches = self.store.find_sources(str(source))
         if not matches:
             raise InputError(f"{source}: no such source in {self.root}")
@@ -324,7 +331,8 @@ class Library:
         given = [name for name, v in (("image", image), ("text", text), ("slide", slide),
                                       ("region", region)) if v is not None]
         if len(given) != 1:
-            raise InputError(f"give exactly one of image, text, slide, region (got {given or 'none'})")
+            raise InputError(
+                f"give exactly one of image, text, slide, region (got {given or 'none'})")
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
         kind = given[0]
@@ -345,7 +353,7 @@ class Library:
         else:
             if kind == "region":
                 path, x, y, w, h = parse_region(region) if isinstance(region, str) else region
-                tiles = region_tile(path, (x, y, w, h), self.tiling.tile_px, mpp)
+                tiles = region_tiles(path, (x, y, w, h), self.tiling, mpp)
             else:
                 tiles = query_tile(image, self.tiling.tile_px)
             vectors = self.encoder.encode_images(tiles)
@@ -383,6 +391,15 @@ class Library:
         return [[hit_from_row(float(s), rows[int(i)], kind)
                  for s, i in zip(srow, irow, strict=True) if int(i) in rows]
                 for srow, irow in zip(scores, ids, strict=True)]
+
+    def hit_pixels(self, hit: Hit, px: int | None = None) -> np.ndarray:
+        """The pixels a tile or slide hit points at, as uint8 ``[px, px, 3]`` (for pictures)."""
+        target = hit.regions[0] if hit.kind == "slide" and hit.regions else hit
+        if target.path is None or target.x is None:
+            raise InputError(f"hit {hit.id} ({hit.kind}) has no pixels to show")
+        with open_slide(target.path) as slide:
+            return read_region_tile(slide, target.x, target.y, target.w or 1, target.h or 1,
+                                    px or self.tiling.tile_px)
 
     # -- describing --------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:

@@ -34,21 +34,34 @@ def query_tile(image: ImageQuery, tile_px: int) -> np.ndarray:
     else:
         pixels = np.asarray(image)
         if pixels.ndim != 3 or pixels.shape[2] not in (3, 4) or pixels.dtype != np.uint8:
-            raise InputError(f"query image must be uint8 [h, w, 3], got {pixels.dtype} {pixels.shape}")
+            raise InputError(
+                f"query image must be uint8 [h, w, 3], got {pixels.dtype} {pixels.shape}")
         pixels = pixels[..., :3]
     return resize_tile(np.ascontiguousarray(pixels), tile_px)[None]
 
 
-def region_tile(path: str | Path, box_l0: tuple[int, int, int, int], tile_px: int,
-                mpp: float | None = None) -> np.ndarray:
-    """A level-0 box of a slide as one ``[1, tile_px, tile_px, 3]`` tile."""
+def region_tiles(path: str | Path, box_l0: tuple[int, int, int, int], tiling: TilingConfig,
+                 mpp: float | None = None) -> np.ndarray:
+    """A level-0 box of a slide as tiles ``[n, tile_px, tile_px, 3]`` at the library's scale.
+
+    The box is cut on the same grid as indexed slides (``target_mpp``, ``tile_px``), so a
+    region matches tiles of the same physical size; a box smaller than one tile, or on a
+    source with no mpp, is taken whole.
+    """
     x, y, w, h = box_l0
     with open_slide(path, mpp=mpp) as slide:
         width, height = slide.dimensions
         if x < 0 or y < 0 or x + w > width or y + h > height:
             raise InputError(
                 f"{path}: region {x},{y},{w},{h} lies outside the slide ({width}x{height} px)")
-        return read_region_tile(slide, x, y, w, h, tile_px)[None]
+        side_l0 = None if slide.mpp is None else tiling.tile_px * tiling.target_mpp / slide.mpp
+        if side_l0 is None or w < side_l0 or h < side_l0:
+            return read_region_tile(slide, x, y, w, h, tiling.tile_px)[None]
+        side = round(side_l0)
+        xs = x + np.arange(int(w // side_l0)) * side_l0
+        ys = y + np.arange(int(h // side_l0)) * side_l0
+        return np.stack([read_region_tile(slide, round(tx), round(ty), side, side,
+                                          tiling.tile_px) for ty in ys for tx in xs])
 
 
 def slide_tiles(path: str | Path, tiling: TilingConfig, mpp: float | None,

@@ -78,7 +78,8 @@ class Slide(ABC):
 
     def __repr__(self) -> str:
         w, h = self.dimensions
-        return f"{type(self).__name__}({self.path.name!r}, {w}x{h}, levels={self.level_count}, mpp={self.mpp})"
+        return (f"{type(self).__name__}({self.path.name!r}, {w}x{h}, "
+                f"levels={self.level_count}, mpp={self.mpp})")
 
 
 def _rgba_to_rgb(pixels: np.ndarray) -> np.ndarray:
@@ -127,7 +128,7 @@ class _PyramidSlide(Slide):
     def read_region(self, x_l0: int, y_l0: int, level: int, size: tuple[int, int]) -> np.ndarray:
         try:
             region = self._handle.read_region((int(x_l0), int(y_l0)), int(level), size)
-        except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file to the user
+        except Exception as exc:
             raise SlideReadError(
                 f"{self.path}: cannot read region at ({x_l0}, {y_l0}) level {level}: {exc}"
             ) from exc
@@ -136,7 +137,7 @@ class _PyramidSlide(Slide):
     def thumbnail(self, max_px: int) -> np.ndarray:
         try:
             thumb = self._handle.get_thumbnail((max_px, max_px))
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise SlideReadError(f"{self.path}: cannot read a thumbnail: {exc}") from exc
         return _rgba_to_rgb(np.asarray(thumb))
 
@@ -313,7 +314,7 @@ def _is_tiled_rgb8_tiff(path: Path) -> bool:
             levels = len(tif.series[0].levels) if tif.series else 1
             rgb8 = page.dtype == np.uint8 and page.samplesperpixel in (3, 4)
             return rgb8 and (page.is_tiled or levels > 1)
-    except Exception as exc:  # noqa: BLE001 - a TIFF tifffile cannot parse is corrupt
+    except Exception as exc:
         raise SlideReadError(f"{path}: corrupt or truncated TIFF ({exc})") from exc
 
 
@@ -333,7 +334,7 @@ def _open_pyramid(path: Path, mpp: float | None, backend: str, kind: str | None)
             errors.append("OpenSlide: format not recognised")
         except (MissingMppError, SlideReadError):
             raise
-        except Exception as exc:  # noqa: BLE001 - collect and report below
+        except Exception as exc:
             errors.append(f"OpenSlide: {exc}")
     if backend in ("auto", "tiffslide") and kind == "TIFF":
         if backend == "auto" and not _is_tiled_rgb8_tiff(path):
@@ -345,7 +346,7 @@ def _open_pyramid(path: Path, mpp: float | None, backend: str, kind: str | None)
             return TiffSlideSlide(path, tiffslide.TiffSlide(str(path)), mpp)
         except (MissingMppError, SlideReadError):
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             errors.append(f"tiffslide: {exc}")
     detail = "; ".join(errors) or f"content is not a TIFF-based slide ({kind or 'unknown'})"
     raise SlideReadError(f"{path}: cannot open as a slide, corrupt or unsupported ({detail})")

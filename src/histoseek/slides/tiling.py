@@ -67,7 +67,7 @@ def best_level(slide: Slide, downsample_wanted: float) -> int:
     return level
 
 
-def tile_slide(slide: Slide, config: TilingConfig = TilingConfig()) -> TileGrid:  # noqa: B008
+def tile_slide(slide: Slide, config: TilingConfig = TilingConfig()) -> TileGrid:
     """Lay a grid over the tissue of ``slide`` at ``config.target_mpp``.
 
     A plain image without mpp is taken whole as a single tile (a pre-cut tile), or, if larger
@@ -90,7 +90,7 @@ def tile_slide(slide: Slide, config: TilingConfig = TilingConfig()) -> TileGrid:
     xs = np.round(np.arange(cols) * stride_l0).astype(np.int64)
     ys = np.round(np.arange(rows) * stride_l0).astype(np.int64)
     grid_x, grid_y = np.meshgrid(xs, ys)
-    side = int(round(size_l0))
+    side = round(size_l0)
     boxes = np.stack(
         [grid_x.ravel(), grid_y.ravel(), np.full(grid_x.size, side), np.full(grid_x.size, side)],
         axis=1,

@@ -1,0 +1,213 @@
+"""The ``histoseek`` command: each verb parses, calls one ``Library`` method, prints.
+
+``HistoseekError`` is caught once here and printed as one line with a non-zero exit; any
+other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from histoseek.errors import HistoseekError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="histoseek: search whole-slide images, tiles and reports.")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(exc: HistoseekError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def encoders() -> None:
+    """List the registered encoders."""
+    from histoseek.encoders.registry import get_encoder_spec, list_encoders
+
+    table = Table("name", "towers", "offline", "default weights", "description")
+    for name in list_encoders():
+        spec = get_encoder_spec(name)
+        table.add_row(name, "+".join(spec.modalities), "yes" if spec.offline else "needs weights",
+                      spec.default_pretrained or "-", spec.description)
+    console.print(table)
+
+
+@app.command()
+def index(
+    library: Annotated[Path, typer.Argument(help="library folder (created if missing)")],
+    paths: Annotated[list[Path] | None, typer.Argument(help="slides, images or folders")] = None,
+    encoder: Annotated[str | None, typer.Option(help="encoder for a new library")] = None,
+    pretrained: Annotated[str | None, typer.Option(help="weights: hub id or local path")] = None,
+    mpp: Annotated[float | None, typer.Option(help="microns per pixel, overrides the file")] = None,
+    tile: Annotated[int, typer.Option(help="tile size in pixels (new library)")] = 224,
+    target_mpp: Annotated[float, typer.Option(help="tile scale in mpp (new library)")] = 0.5,
+    min_tissue: Annotated[float, typer.Option(help="min tissue fraction per tile")] = 0.5,
+    labels: Annotated[Path | None, typer.Option(help="CSV path,label,source_id")] = None,
+    reports: Annotated[
+        Path | None, typer.Option(help="CSV report_id,text[,source_id,label]")] = None,
+    index_type: Annotated[str, typer.Option("--index", help="flat | hnsw | ivfpq")] = "flat",
+    batch_size: Annotated[int, typer.Option(help="tiles per encoder batch")] = 64,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "cpu",
+) -> None:
+    """Add slides, tiles and reports to a library (re-running resumes, never duplicates)."""
+    from histoseek.search.library import Library
+    from histoseek.slides.tiling import TilingConfig
+
+    try:
+        lib = Library.open_or_create(
+            library, encoder=encoder, pretrained=pretrained, index=index_type, device=device,
+            tiling=TilingConfig(target_mpp=target_mpp, tile_px=tile, min_tissue=min_tissue))
+        with lib:
+            failed = 0
+            if paths:
+                result = lib.add(paths, labels=labels, mpp=mpp, batch_size=batch_size)
+                for note in result.grouped_notes():
+                    err_console.print(f"note: {note}", highlight=False)
+                for failure in result.failures:
+                    err_console.print(f"[yellow]skipped:[/] {failure.problem}", highlight=False)
+                console.print(result.summary(), highlight=False)
+                failed += len(result.failures)
+            if reports:
+                result = lib.add_reports(reports)
+                for failure in result.failures:
+                    err_console.print(f"[yellow]skipped report[/] {failure.path}: "
+                                      f"{failure.problem}", highlight=False)
+                console.print(result.summary(), highlight=False)
+                failed += len(result.failures)
+            if not paths and not reports:
+                console.print(f"library ready at {library}; nothing to add")
+    except HistoseekError as exc:
+        _fail(exc)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def search(
+    library: Annotated[Path, typer.Argument(help="library folder")],
+    image: Annotated[Path | None, typer.Option(help="query image (a tile)")] = None,
+    text: Annotated[str | None, typer.Option(help="query text")] = None,
+    slide: Annotated[Path | None, typer.Option(help="query whole slide")] = None,
+    region: Annotated[str | None, typer.Option(help="FILE:x,y,w,h in level-0 px")] = None,
+    target: Annotated[str | None, typer.Option(help="tiles | slides | reports")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="number of hits")] = 10,
+    where: Annotated[list[str] | None, typer.Option(help="key=value filter")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="key=value to exclude")] = None,
+    mpp: Annotated[float | None, typer.Option(help="mpp of the query slide")] = None,
+    group: Annotated[bool, typer.Option(help="group tile hits by slide")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per hit")] = False,
+) -> None:
+    """Search a library by image, region, slide or text."""
+    from histoseek.search.inputs import parse_filters
+    from histoseek.search.library import Library
+
+    try:
+        with Library.open(library) as lib:
+            hits = lib.search(image=image, text=text, slide=slide, region=region, k=k,
+                              where=parse_filters(where), exclude=parse_filters(exclude),
+                              target=target, mpp=mpp, group=group)  # type: ignore[arg-type]
+    except HistoseekError as exc:
+        _fail(exc)
+    if as_json:
+        for hit in hits:
+            data = hit.to_dict()
+            print(json.dumps({key: data[key] for key in (
+                "score", "kind", "path", "source_id", "slide", "x", "y", "w", "h", "mpp",
+                "label", "text", "metadata", "regions")}))
+        return
+    print_hits(hits)
+
+
+def print_hits(hits: list, title: str | None = None) -> None:  # type: ignore[type-arg]
+    """Render hits as a table (shared with the demo); columns follow the hit kind."""
+    reports = bool(hits) and all(h.kind == "report" for h in hits)
+    columns = ["#", "score", "kind", "report" if reports else "source"]
+    columns += ["label", "text"] if reports else ["x,y,w,h (level 0)", "mpp", "label"]
+    table = Table(*columns, title=title, title_justify="left")
+    for rank, hit in enumerate(hits, 1):
+        row = [str(rank), f"{hit.score:.3f}", hit.kind, hit.slide or ""]
+        if reports:
+            text = hit.text or ""
+            row += [hit.label or "", text[:160] + ("…" if len(text) > 160 else "")]
+        else:
+            where = hit.regions[0] if hit.kind == "slide" and hit.regions else hit
+            box = "" if where.x is None else f"{where.x},{where.y},{where.w},{where.h}"
+            row += [box, "" if where.mpp is None else f"{where.mpp:.3g}", hit.label or ""]
+        table.add_row(*row)
+    console.print(table)
+    if not hits:
+        console.print("no hits")
+
+
+@app.command()
+def info(
+    library: Annotated[Path, typer.Argument(help="library folder")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Counts of sources, tiles, slides and reports; encoder and index type."""
+    from histoseek.search.library import Library
+
+    try:
+        with Library.open(library) as lib:
+            data = lib.info()
+    except HistoseekError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    table = Table("field", "value", show_header=False)
+    for key, value in data.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(table)
+
+
+@app.command()
+def remove(
+    library: Annotated[Path, typer.Argument(help="library folder")],
+    source: Annotated[str, typer.Argument(help="path, file name, sha256 or id of a source")],
+) -> None:
+    """Delete a source and its vectors."""
+    from histoseek.search.library import Library
+
+    try:
+        with Library.open(library) as lib:
+            n = lib.remove(source)
+    except HistoseekError as exc:
+        _fail(exc)
+    console.print(f"removed {source}: {n} tiles")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="output folder")] = Path("histoseek-demo"),
+    encoder: Annotated[str | None, typer.Option(help="encoder (default: the built-in)")] = None,
+) -> None:
+    """Index the bundled demo set, run one query of each type, write a retrieval grid."""
+    from histoseek.demo import run_demo
+
+    try:
+        run_demo(out, encoder=encoder)
+    except HistoseekError as exc:
+        _fail(exc)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted: run the same command again to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Retrieval grids: each query beside its top hits, with labels and scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GridCell:
+    pixels: np.ndarray  # uint8 [h, w, 3]
+    caption: str
+    good: bool | None = None  # colours the frame: green match, red miss, none unknown
+
+
+def render_grid(rows: list[tuple[GridCell, list[GridCell]]], out: Path, title: str = "") -> Path:
+    """Draw one row per query: the query tile, then its hits left to right."""
+    n_cols = 1 + max((len(hits) for _, hits in rows), default=0)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.1 * n_cols, 2.35 * len(rows)),
+                             squeeze=False)
+    for r, (query, hits) in enumerate(rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            cell = query if c == 0 else (hits[c - 1] if c - 1 < len(hits) else None)
+            if cell is None:
+                ax.axis("off")
+                continue
+            ax.imshow(cell.pixels)
+            ax.set_xlabel(cell.caption, fontsize=7)
+            colour = {True: "#1a9641", False: "#d7191c", None: "#555555"}[cell.good]
+            if c == 0:
+                colour = "#2b83ba"
+                ax.set_title("query", fontsize=8, color=colour)
+            for spine in ax.spines.values():
+                spine.set_edgecolor(colour)
+                spine.set_linewidth(3 if c == 0 or cell.good is not None else 1)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

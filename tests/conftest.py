@@ -1,0 +1,108 @@
+"""Shared fixtures: made-on-the-spot slides and tiles, the ../shared data, no network."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SHARED_DATA = SHARED / "data"
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never reach the network: any non-loopback connect fails loudly."""
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if isinstance(host, str) and (host.startswith("127.") or host in ("localhost", "::1")
+                                      or self.family == socket.AF_UNIX):
+            return real_connect(self, address)
+        raise OSError(f"network access blocked in tests (tried {address})")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The ../shared/data folder; tests using it skip cleanly when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+def he_like_pixels(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Synthetic H&E-ish RGB: pink stroma with purple nuclei blobs on white glass borders."""
+    rng = np.random.default_rng(seed)
+    img = np.full((height, width, 3), 245, np.uint8)
+    y0, y1, x0, x1 = height // 6, height - height // 6, width // 6, width - width // 6
+    tissue = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
+    tissue[..., 0] = rng.integers(200, 235, tissue.shape[:2])
+    tissue[..., 1] = rng.integers(120, 160, tissue.shape[:2])
+    tissue[..., 2] = rng.integers(170, 210, tissue.shape[:2])
+    n_nuclei = max(1, (tissue.shape[0] * tissue.shape[1]) // 400)
+    ys = rng.integers(0, tissue.shape[0], n_nuclei)
+    xs = rng.integers(0, tissue.shape[1], n_nuclei)
+    for y, x in zip(ys, xs, strict=True):
+        tissue[max(0, y - 3) : y + 3, max(0, x - 3) : x + 3] = (90, 60, 150)
+    img[y0:y1, x0:x1] = tissue
+    return img
+
+
+def write_pyramid_tiff(path: Path, pixels: np.ndarray, mpp: float | None,
+                       levels: int = 3, tile: int = 256) -> Path:
+    """A tiled pyramidal TIFF, one IFD per level (what OpenSlide's generic-tiff reader reads),
+    with resolution tags when ``mpp`` is given."""
+    import tifffile
+
+    options = dict(tile=(tile, tile), photometric="rgb", compression="jpeg")
+    if mpp is not None:
+        options["resolution"] = (1e4 / mpp, 1e4 / mpp)
+        options["resolutionunit"] = "CENTIMETER"
+    with tifffile.TiffWriter(path, bigtiff=False) as tif:
+        level = pixels
+        for i in range(levels):
+            if i:
+                level = level[::2, ::2]
+                options["resolution"] = options.get("resolution") and tuple(
+                    r / 2 for r in options["resolution"])
+            tif.write(level, subfiletype=1 if i else 0, **options)
+    return path
+
+
+@pytest.fixture
+def pyramid_tiff(tmp_path: Path) -> Path:
+    """A 2048x1536 synthetic slide at 0.25 mpp with three levels."""
+    return write_pyramid_tiff(tmp_path / "synthetic.tif", he_like_pixels(1536, 2048), mpp=0.25)
+
+
+@pytest.fixture
+def pyramid_tiff_no_mpp(tmp_path: Path) -> Path:
+    return write_pyramid_tiff(tmp_path / "no_mpp.tif", he_like_pixels(1024, 1024, 1), mpp=None)
+
+
+@pytest.fixture
+def tile_folder(tmp_path: Path) -> Path:
+    """An ImageFolder ``DIR/<class>/<file>.png``: three classes of distinct colour and texture."""
+    from PIL import Image
+
+    root = tmp_path / "tiles"
+    palettes = {"pink": (225, 140, 190), "purple": (120, 70, 160), "pale": (240, 210, 225)}
+    for c, (name, colour) in enumerate(palettes.items()):
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            rng = np.random.default_rng(100 * c + i)
+            base = np.array(colour, np.int16) + rng.integers(-12, 12, (224, 224, 3))
+            if name == "purple":
+                base[::8, :] -= 40
+            Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(
+                root / name / f"{name}_{i}.png")
+    return root
