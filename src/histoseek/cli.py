@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from histoseek.errors import HistoseekError
@@ -24,7 +25,7 @@ err_console = Console(stderr=True)
 
 
 def _fail(exc: HistoseekError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -71,16 +72,20 @@ def index(
             if paths:
                 result = lib.add(paths, labels=labels, mpp=mpp, batch_size=batch_size)
                 for note in result.grouped_notes():
-                    err_console.print(f"note: {note}", highlight=False)
+                    err_console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
                 for failure in result.failures:
-                    err_console.print(f"[yellow]skipped:[/] {failure.problem}", highlight=False)
+                    problem = failure.problem if failure.path in failure.problem else (
+                        f"{failure.path}: {failure.problem}")  # folder problems lack the name
+                    err_console.print(f"[yellow]skipped:[/] {escape(problem)}", highlight=False,
+                                      soft_wrap=True)
                 console.print(result.summary(), highlight=False)
                 failed += len(result.failures)
             if reports:
                 result = lib.add_reports(reports)
                 for failure in result.failures:
-                    err_console.print(f"[yellow]skipped report[/] {failure.path}: "
-                                      f"{failure.problem}", highlight=False)
+                    err_console.print(f"[yellow]skipped report[/] {escape(failure.path)}: "
+                                      f"{escape(failure.problem)}", highlight=False,
+                                      soft_wrap=True)
                 console.print(result.summary(), highlight=False)
                 failed += len(result.failures)
             if not paths and not reports:

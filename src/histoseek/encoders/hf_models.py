@@ -38,7 +38,6 @@ LOCAL_DIR_PREFIX = "local-dir:"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
 HF_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?")
-_GET_WEIGHTS = "or download the weights and pass pretrained=<local folder or file>"
 
 
 # --- where the weights are -----------------------------------------------------------------
@@ -115,36 +114,27 @@ def check_hub_access(source: WeightsSource, filename: str, label: str) -> None:
     repo, revision = source.location, source.revision
     if isinstance(try_to_load_from_cache(repo, filename, revision=revision), str):
         return
-    where = f"{HUB_PREFIX}{source.hub_id}"
     url = hf_hub_url(repo, filename, revision=revision, endpoint=constants.ENDPOINT)
     try:
         get_hf_file_metadata(url, timeout=10)
+        return
     except GatedRepoError as exc:
-        raise WeightsNotFoundError(
-            f"{where} (encoder '{label}') is gated: accept its licence at "
-            f"https://huggingface.co/{repo}, log in with `hf auth login` (older huggingface_hub: "
-            f"`huggingface-cli login`) or set HF_TOKEN, {_GET_WEIGHTS}"
-        ) from exc
+        error, problem = exc, "is gated and this machine has not been granted access"
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-        raise WeightsNotFoundError(
-            f"{where} (encoder '{label}'): no such repository or revision on the Hugging Face "
-            f"hub, or it is private; check the id, log in (`hf auth login`), {_GET_WEIGHTS}"
-        ) from exc
+        error, problem = exc, "is not on the Hugging Face hub (wrong id or revision, or private)"
     except RemoteEntryNotFoundError as exc:
-        raise WeightsNotFoundError(
-            f"{where} (encoder '{label}') has no {filename}, so it is not in the format this "
-            f"encoder loads; check the id, {_GET_WEIGHTS}"
-        ) from exc
+        error, problem = exc, f"has no {filename}, so it is not a model this encoder loads"
     except OfflineModeIsEnabled as exc:
-        raise WeightsNotFoundError(
-            f"{where} (encoder '{label}') is not in the local Hugging Face cache and "
-            f"HF_HUB_OFFLINE is set; unset it on a machine with network access, {_GET_WEIGHTS}"
-        ) from exc
+        error, problem = exc, "is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
     except Exception as exc:  # network errors come from httpx, OS and TLS layers alike
-        raise WeightsNotFoundError(
-            f"{where} (encoder '{label}'): cannot reach the Hugging Face hub ({exc}); check the "
-            f"network or proxy, {_GET_WEIGHTS}"
-        ) from exc
+        error, problem = exc, f"cannot be fetched: the Hugging Face hub is unreachable ({exc})"
+    raise WeightsNotFoundError(
+        f"{HUB_PREFIX}{source.hub_id} (encoder '{label}') {problem}. To get the weights: "
+        f"accept the model's licence at https://huggingface.co/{repo} if it is gated, log in "
+        f"with `hf auth login` (older huggingface_hub: `huggingface-cli login`) or set "
+        f"HF_TOKEN, and run with network access; or download the files elsewhere and pass "
+        f"pretrained=<local folder or weights file>"
+    ) from error
 
 
 def weight_files(folder: Path, preferred: Sequence[str]) -> list[Path]:
@@ -237,8 +227,8 @@ def _check_loading(info: dict[str, Any], source: WeightsSource, label: str) -> N
 
 def _hf_preprocess(processor: Any, fallback_px: int) -> Preprocess:
     """Read size, mean, std and resampling from a transformers image processor."""
-    size = getattr(processor, "crop_size", None) if getattr(processor, "do_center_crop", False) else None
-    size = size or getattr(processor, "size", None)
+    cropped = getattr(processor, "do_center_crop", False)
+    size = (getattr(processor, "crop_size", None) if cropped else None) or processor.size
     px = None
     if size is not None:
         get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
@@ -271,16 +261,20 @@ def _from_pretrained(
 
 
 def _load_model(cls: Any, source: WeightsSource, label: str, model_type: str, **kw: Any) -> Any:
+    """Load a model after checking its config names the right family (before any weights)."""
     import torch
+    from transformers import AutoConfig
 
-    model, info = _from_pretrained(
-        cls, source, label, "weights", output_loading_info=True, dtype=torch.float32, **kw
-    )
-    if getattr(model.config, "model_type", model_type) != model_type:
+    config = _from_pretrained(AutoConfig, source, label, "config (config.json)")
+    if getattr(config, "model_type", None) != model_type:
         raise WeightsNotFoundError(
-            f"{source.location}: holds a '{model.config.model_type}' model, but encoder "
-            f"'{label}' needs a '{model_type}' one; pass this encoder's weights"
+            f"{source.location}: holds a '{getattr(config, 'model_type', '?')}' model, but "
+            f"encoder '{label}' needs a '{model_type}' one; pass this encoder's weights"
         )
+    model, info = _from_pretrained(
+        cls, source, label, "weights", config=config, output_loading_info=True,
+        dtype=torch.float32, **kw,
+    )
     _check_loading(info, source, label)
     return model
 
@@ -391,9 +385,11 @@ class HFClipEncoder(Encoder):
 
 def create_phikon(spec: EncoderSpec, pretrained: str | None, device: str) -> PhikonEncoder:
     """Registry factory for ``phikon``: a hub id or a ``save_pretrained`` folder."""
-    return PhikonEncoder(parse_pretrained(pretrained, spec.name, bare_hub_ids=True), spec.name, device)
+    source = parse_pretrained(pretrained, spec.name, bare_hub_ids=True)
+    return PhikonEncoder(source, spec.name, device)
 
 
 def create_plip(spec: EncoderSpec, pretrained: str | None, device: str) -> HFClipEncoder:
     """Registry factory for ``plip``: a hub id or a ``save_pretrained`` folder (model+processor)."""
-    return HFClipEncoder(parse_pretrained(pretrained, spec.name, bare_hub_ids=True), spec.name, device)
+    source = parse_pretrained(pretrained, spec.name, bare_hub_ids=True)
+    return HFClipEncoder(source, spec.name, device)

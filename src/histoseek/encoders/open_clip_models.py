@@ -127,7 +127,6 @@ class OpenClipEncoder(Encoder):
             dim=int(probe.shape[-1]),
             modalities=("image", "text"),
             preprocess=_preprocess(model),
-            extra={"model": name if source.kind != "dir" else "local-dir"},
         )
 
     def _create(self, name: str, pretrained: str | None) -> Any:

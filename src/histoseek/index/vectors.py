@@ -108,6 +108,8 @@ class FaissIndex:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise LibraryError(f"vectors of shape {vectors.shape} do not fit a {self.dim}-d index")
+        if len(vectors) != len(ids):
+            raise LibraryError(f"{len(ids)} ids given for {len(vectors)} vectors")
         self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
         if self.kind == "ivfpq" and self.is_exact and len(self) >= IVFPQ_MIN_TRAIN:
             self._train_ivfpq()
@@ -140,6 +142,8 @@ class FaissIndex:
         ``allow`` restricts the search to those ids, ``deny`` skips them.
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != self.dim:
+            raise LibraryError(f"queries of shape {queries.shape} do not fit a {self.dim}-d index")
         k = max(1, min(int(k), max(len(self), 1)))
         if len(self) == 0:
             m = len(queries)

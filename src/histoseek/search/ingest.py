@@ -49,13 +49,14 @@ def iter_file_events(
     is_known: Callable[[str], bool],
 ) -> Iterator[tuple[str, object]]:
     """Yield ('skip'|'fail'|'start'|'tiles'|'end', payload) events for each file, in order."""
+    done: set[str] = set()  # finished in this run: a second copy is skipped, not inserted twice
     for job in jobs:
         try:
             sha = sha256_file(job.path)
         except OSError as exc:
             yield "fail", FileResult(job.path, problem=f"cannot read file ({exc.strerror})")
             continue
-        if is_known(sha):
+        if is_known(sha) or sha in done:
             yield "skip", FileResult(job.path, skipped=True)
             continue
         try:
@@ -77,6 +78,7 @@ def iter_file_events(
             for idx, tiles in iter_tile_batches(slide, grid, batch_size):
                 yield "tiles", (record, idx, tiles)
             yield "end", record
+            done.add(sha)
         except HistoseekError as exc:
             yield "fail", FileResult(job.path, problem=str(exc))
         finally:

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm.auto import tqdm
 
-from histoseek.encoders.base import Encoder, EncoderInfo
+from histoseek.encoders.base import Encoder, EncoderInfo, l2_normalise
 from histoseek.encoders.registry import create_encoder
 from histoseek.errors import EmptyQueryError, InputError, LibraryError, LibraryMismatchError
 from histoseek.index.store import RecordStore
@@ -318,21 +318,22 @@ class Library:
     def search(self, image: ImageQuery | None = None, text: str | None = None,
                slide: str | Path | None = None,
                region: str | tuple[str | Path, int, int, int, int] | None = None,
-               k: int = 10, where: dict[str, Any] | None = None,
+               vector: np.ndarray | None = None, k: int = 10, where: dict[str, Any] | None = None,
                exclude: dict[str, Any] | None = None, target: Target | None = None,
                mpp: float | None = None, group: bool = False, max_query_tiles: int = 64
                ) -> list[Hit]:
-        """Run one query of any type; exactly one of image/text/slide/region.
+        """Run one query of any type; exactly one of image/text/slide/region/vector.
 
         ``target`` picks what comes back: ``tiles`` (default for images and regions),
         ``slides`` (default for slide queries), ``reports`` (default for text). ``where`` and
-        ``exclude`` filter on label, source_id, path, slide, kind or metadata keys.
+        ``exclude`` filter on label, source_id, path, slide, kind or metadata keys. ``vector``
+        is an embedding already in the library's image space (float32 ``[dim]``).
         """
         given = [name for name, v in (("image", image), ("text", text), ("slide", slide),
-                                      ("region", region)) if v is not None]
+                                      ("region", region), ("vector", vector)) if v is not None]
         if len(given) != 1:
             raise InputError(
-                f"give exactly one of image, text, slide, region (got {given or 'none'})")
+                f"give exactly one of image, text, slide, region, vector (got {given or 'none'})")
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
         kind = given[0]
@@ -344,6 +345,11 @@ class Library:
                 return self._search_space("text", self.text_encoder.encode_texts([text]), k,
                                           where, exclude)
             vectors = self.encoder.encode_texts([text])
+        elif kind == "vector":
+            vectors = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+            if vectors.shape[1] != int(self.manifest["encoder"]["dim"]):
+                raise InputError(f"vector has {vectors.shape[1]} dims; this library's image "
+                                 f"space has {self.manifest['encoder']['dim']}")
         elif kind == "slide":
             _, tiles = slide_tiles(slide, self.tiling, mpp, max_query_tiles)
             vectors = self.encoder.encode_images(tiles)
@@ -360,13 +366,14 @@ class Library:
         if target == "reports":
             if not self.encoder.has_texts:
                 self.encoder.encode_texts(["probe"])  # raises NoTextTowerError, clearly worded
-            query = vectors.mean(axis=0, keepdims=True)
+            query = l2_normalise(vectors.mean(axis=0, keepdims=True))
             return self._search_space("joint", query, k, where, exclude)
         if target == "slides" or (group and target == "tiles"):
             per_query = self._search_many("image", vectors, max(4 * k, 32), where, exclude)
             return aggregate_slides(per_query, k) if target == "slides" else group_by_slide(
                 per_query[0])[:k]
-        return self._search_space("image", vectors.mean(axis=0, keepdims=True), k, where, exclude)
+        query = l2_normalise(vectors.mean(axis=0, keepdims=True))
+        return self._search_space("image", query, k, where, exclude)
 
     def _search_space(self, space: str, query: np.ndarray, k: int,
                       where: dict[str, Any] | None, exclude: dict[str, Any] | None) -> list[Hit]:

@@ -162,7 +162,11 @@ class ImageSlide(Slide):
 
     def __init__(self, path: Path, image: Image.Image, mpp_override: float | None) -> None:
         self.path = path
-        self._pixels = np.asarray(image.convert("RGB"))
+        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+            # convert("RGB") would drop alpha; composite on white like the pyramid readers
+            self._pixels = _rgba_to_rgb(np.asarray(image.convert("RGBA")))
+        else:
+            self._pixels = np.asarray(image.convert("RGB"))
         h, w = self._pixels.shape[:2]
         self.level_dimensions = ((w, h),)
         self.level_downsamples = (1.0,)
@@ -234,6 +238,14 @@ def _open_plain_image(path: Path, mpp: float | None) -> ImageSlide:
 
 
 def _check_mode(path: Path, image: Image.Image) -> None:
+    # Pillow opens 16-bit RGB TIFFs as mode RGB (keeping the high byte), so ask the tags.
+    bits = image.tag_v2.get(258) if image.format == "TIFF" else None
+    bits = max(bits) if isinstance(bits, tuple) and bits else bits
+    if isinstance(bits, int) and bits > 8:
+        raise UnsupportedImageError(
+            f"{path}: {bits}-bit TIFF has more than 8 bits per channel; histoseek reads "
+            "8-bit RGB H&E images, so convert it to 8-bit RGB first"
+        )
     if image.mode in ("RGB", "RGBA", "P", "YCbCr"):
         return
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F") or image.mode.startswith("I;16"):

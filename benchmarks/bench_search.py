@@ -1,0 +1,148 @@
+"""Search latency of ``Library.search`` against raw FAISS on the same vectors.
+
+Builds a library of N synthetic tiles (clustered unit vectors, stored through the real
+RecordStore and FAISS index), then times single-query top-k search through the library
+(FAISS + id selection + SQLite record lookup + typed hits) and through a bare
+``faiss.IndexFlatIP`` holding the same vectors, side by side in one run. Prints the median and
+p95 latency and their ratio (target: library / raw <= 1.2).
+
+    python benchmarks/bench_search.py --sizes 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from histoseek.index.store import SourceRecord
+from histoseek.search.library import Library
+
+
+def clustered_vectors(n: int, dim: int, centres: int, seed: int) -> np.ndarray:
+    """Seeded unit vectors around ``centres`` random directions (like real embeddings)."""
+    rng = np.random.default_rng(seed)
+    means = rng.standard_normal((centres, dim)).astype(np.float32)
+    out = np.empty((n, dim), np.float32)
+    for start in range(0, n, 100_000):
+        stop = min(n, start + 100_000)
+        labels = rng.integers(0, centres, stop - start)
+        out[start:stop] = means[labels] + 0.6 * rng.standard_normal((stop - start, dim))
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def build_library(root: Path, vectors: np.ndarray, index: str) -> Library:
+    """A real library whose image space holds ``vectors`` (one synthetic slide per 10k tiles)."""
+    lib = Library.create(root, encoder="classic", index=index)
+    dim = vectors.shape[1]
+    lib.manifest["encoder"]["dim"] = dim  # synthetic vectors stand in for the encoder's
+    lib.store.set_meta({"encoder": lib.manifest["encoder"]})
+    per_source = 10_000
+    records = []
+    for s, start in enumerate(range(0, len(vectors), per_source)):
+        part = vectors[start : start + per_source]
+        n = len(part)
+        xs = (np.arange(n) % 100) * 224
+        ys = (np.arange(n) // 100) * 224
+        records.append(SourceRecord(
+            path=f"/synthetic/slide-{s}.svs", name=f"slide-{s}.svs", sha256=f"sha-{s}",
+            kind="slide", width=22400, height=int(ys.max()) + 224, mpp=0.25, mpp_source="file",
+            label=f"class-{s % 5}", source_id=f"patient-{s}", metadata={},
+            boxes_l0=np.stack([xs, ys, np.full(n, 224), np.full(n, 224)], axis=1),
+            tile_mpp=0.5, tissue=np.ones(n, np.float32), vectors=part))
+    for start in range(0, len(records), 10):
+        lib.store.insert_sources(records[start : start + 10])
+    lib._index("image")  # reconcile: FAISS filled from SQLite, as after any crash
+    lib.save()
+    return lib
+
+
+def time_queries(fn, queries: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
+    times = []
+    for q in queries:
+        t0 = time.perf_counter()
+        fn(q)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench(n: int, dim: int, k: int, n_queries: int, index: str, workdir: Path) -> dict:
+    vectors = clustered_vectors(n, dim, centres=max(16, n // 1000), seed=0)
+    queries = clustered_vectors(n_queries, dim, centres=max(16, n // 1000), seed=0)[:n_queries]
+    t0 = time.perf_counter()
+    lib = build_library(workdir / f"lib-{n}-{index}", vectors, index)
+    build_s = time.perf_counter() - t0
+    raw = faiss.IndexFlatIP(dim) if index == "flat" else faiss.IndexHNSWFlat(
+        dim, 32, faiss.METRIC_INNER_PRODUCT)
+    if index == "hnsw":
+        raw.hnsw.efConstruction = 80
+        raw.hnsw.efSearch = 128
+    raw.add(vectors)
+
+    def lib_search(q: np.ndarray) -> object:
+        return lib.search(vector=q, k=k)
+
+    def raw_search(q: np.ndarray) -> object:
+        return raw.search(q[None], k)
+
+    for fn in (lib_search, raw_search):  # warm caches
+        time_queries(fn, queries[:5])
+    lib_times, raw_times = [], []
+    for i in range(0, n_queries, 10):  # interleave so drift hits both alike
+        lib_times += time_queries(lib_search, queries[i : i + 10])
+        raw_times += time_queries(raw_search, queries[i : i + 10])
+    _, exact_ids = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    got = [[h.id for h in lib.search(vector=q, k=k)] for q in queries[:50]]
+    first_id = int(lib.store.all_ids("image").min())  # library ids start at first_id
+    recall = float(np.mean([len(set(g) & set((exact_ids[i] + first_id).tolist())) / k
+                            for i, g in enumerate(got)]))
+    lib.close()
+    med_lib, med_raw = statistics.median(lib_times), statistics.median(raw_times)
+    p95 = lambda xs: float(np.percentile(xs, 95))  # noqa: E731
+    return {
+        "n": n, "dim": dim, "k": k, "index": index, "queries": n_queries,
+        "build_s": round(build_s, 1),
+        "library_ms_median": round(1e3 * med_lib, 3), "raw_faiss_ms_median": round(1e3 * med_raw, 3),
+        "library_ms_p95": round(1e3 * p95(lib_times), 3), "raw_faiss_ms_p95": round(1e3 * p95(raw_times), 3),
+        "ratio_median": round(med_lib / med_raw, 3),
+        "library_recall_at_k_vs_exact": round(recall, 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--index", choices=["flat", "hnsw"], default="flat")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="histoseek-bench-"))
+    results = []
+    try:
+        for n in args.sizes:
+            res = bench(n, args.dim, args.k, args.queries, args.index, workdir)
+            results.append(res)
+            print(f"N={n:>9,} d={args.dim} k={args.k} {args.index}: library "
+                  f"{res['library_ms_median']:.2f} ms vs raw FAISS {res['raw_faiss_ms_median']:.2f}"
+                  f" ms (median; p95 {res['library_ms_p95']:.2f} vs {res['raw_faiss_ms_p95']:.2f})"
+                  f" -> ratio {res['ratio_median']:.3f} (target <= 1.2); recall@{args.k} vs exact"
+                  f" {res['library_recall_at_k_vs_exact']:.3f}; built in {res['build_s']} s",
+                  flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
