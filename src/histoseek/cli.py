@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from histoseek.errors import HistoseekError
 
@@ -34,8 +34,10 @@ def encoders() -> None:
     """List the registered encoders."""
     from histoseek.encoders.registry import get_encoder_spec, list_encoders
 
-    table = Table("name", "towers", "offline", "default weights", "description")
-    for name in list_encoders():
+    names = list_encoders()  # the name column never wraps or truncates: users type it
+    table = Table(Column("name", no_wrap=True, min_width=max(map(len, names), default=4)),
+                  "towers", "offline", "default weights", "description")
+    for name in names:
         spec = get_encoder_spec(name)
         table.add_row(name, "+".join(spec.modalities), "yes" if spec.offline else "needs weights",
                       spec.default_pretrained or "-", spec.description)
@@ -203,6 +205,111 @@ def demo(
         run_demo(out, encoder=encoder)
     except HistoseekError as exc:
         _fail(exc)
+
+
+eval_app = typer.Typer(no_args_is_help=True,
+                       help="Measure encoders with the field's retrieval metrics.")
+app.add_typer(eval_app, name="eval")
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        raise typer.BadParameter(f"--k must be a comma list of integers, got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise typer.BadParameter("--k needs positive integers")
+    return ks
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    data: Annotated[Path, typer.Option(help="labels.csv or ImageFolder")],
+    encoder: Annotated[list[str], typer.Option(help="encoder name (repeatable)")],
+    out: Annotated[Path, typer.Option(help="output folder")],
+    exclude_same: Annotated[str | None, typer.Option(
+        help="never count neighbours sharing this column (source_id)")] = None,
+    k: Annotated[str, typer.Option("--k", help="cut-offs, e.g. 1,5,10")] = "1,5,10",
+    split: Annotated[Path | None, typer.Option(help="split JSON from 'eval split'")] = None,
+    subset: Annotated[str, typer.Option(help="all | train | test (with --split)")] = "all",
+    cache: Annotated[Path | None, typer.Option(help="embedding cache folder")] = None,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Image retrieval, leave-one-source-out with --exclude-same source_id."""
+    from histoseek.evaluation.report import markdown_table
+    from histoseek.evaluation.retrieval import RetrievalSetup, evaluate_retrieval
+
+    try:
+        results = evaluate_retrieval(RetrievalSetup(
+            data=data, encoders=tuple(encoder), out=out, ks=_ks(k), exclude_same=exclude_same,
+            split=split, subset=subset, cache_dir=cache, device=device))
+    except HistoseekError as exc:
+        _fail(exc)
+    print(markdown_table(results))
+    console.print(f"written to {out}: metrics.json, report.md, rankings.csv, *.png")
+
+
+@eval_app.command("zeroshot")
+def eval_zeroshot(
+    data: Annotated[Path, typer.Option(help="labels.csv or ImageFolder")],
+    classes: Annotated[Path, typer.Option(help="YAML/JSON: templates + class descriptions")],
+    encoder: Annotated[str, typer.Option(help="two-tower encoder")],
+    out: Annotated[Path, typer.Option(help="output folder")],
+    split: Annotated[Path | None, typer.Option(help="split JSON")] = None,
+    subset: Annotated[str, typer.Option(help="all | train | test")] = "all",
+    cache: Annotated[Path | None, typer.Option(help="embedding cache folder")] = None,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Zero-shot classification from class descriptions (no labels used to fit)."""
+    from histoseek.evaluation.crossmodal import evaluate_zeroshot
+    from histoseek.evaluation.report import markdown_table
+
+    try:
+        result = evaluate_zeroshot(data, classes, encoder, out, split, subset, cache, device)
+    except HistoseekError as exc:
+        _fail(exc)
+    print(markdown_table({encoder: result}))
+
+
+@eval_app.command("crossmodal")
+def eval_crossmodal(
+    pairs: Annotated[Path, typer.Option(help="CSV image,text")],
+    encoder: Annotated[str, typer.Option(help="two-tower encoder")],
+    out: Annotated[Path, typer.Option(help="output folder")],
+    cache: Annotated[Path | None, typer.Option(help="embedding cache folder")] = None,
+    device: Annotated[str, typer.Option()] = "cpu",
+) -> None:
+    """Image-text retrieval on pairs: R@1/5/10 both ways, median rank."""
+    from histoseek.evaluation.crossmodal import evaluate_crossmodal
+    from histoseek.evaluation.report import markdown_table
+
+    try:
+        result = evaluate_crossmodal(pairs, encoder, out, cache, device)
+    except HistoseekError as exc:
+        _fail(exc)
+    print(markdown_table({encoder: result}))
+
+
+@eval_app.command("split")
+def eval_split(
+    data: Annotated[Path, typer.Option(help="labels.csv with source_id")],
+    out: Annotated[Path, typer.Option(help="split JSON to write")],
+    test_fraction: Annotated[float, typer.Option()] = 0.3,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Write a seeded train/test split by source id (never by tile)."""
+    from histoseek.evaluation.datasets import load_dataset
+    from histoseek.evaluation.protocols import split_by_source
+
+    try:
+        dataset = load_dataset(data)
+        split = split_by_source(dataset, test_fraction, seed)
+    except HistoseekError as exc:
+        _fail(exc)
+    split.save(out)
+    train, test = split.indices(dataset)
+    console.print(f"{out}: {len(split.train_sources)} train sources ({len(train)} images), "
+                  f"{len(split.test_sources)} test sources ({len(test)} images), seed {seed}")
 
 
 def main() -> None:

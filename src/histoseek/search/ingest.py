@@ -54,7 +54,8 @@ def iter_file_events(
         try:
             sha = sha256_file(job.path)
         except OSError as exc:
-            yield "fail", FileResult(job.path, problem=f"cannot read file ({exc.strerror})")
+            yield "fail", FileResult(job.path,
+                                     problem=f"{job.path}: cannot read file ({exc.strerror})")
             continue
         if is_known(sha) or sha in done:
             yield "skip", FileResult(job.path, skipped=True)

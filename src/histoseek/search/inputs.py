@@ -46,7 +46,7 @@ def discover(paths: list[Path], problems: list[tuple[str, str]]) -> list[FileJob
     for root in paths:
         root = Path(root)
         if not root.exists():
-            problems.append((str(root), "no such file or folder"))
+            problems.append((str(root), f"{root}: no such file or folder"))
             continue
         if root.is_file():
             jobs.append(FileJob(root.resolve()))
@@ -54,7 +54,7 @@ def discover(paths: list[Path], problems: list[tuple[str, str]]) -> list[FileJob
         try:
             children = sorted(root.iterdir())
         except PermissionError:
-            problems.append((str(root), "folder cannot be read (permission denied)"))
+            problems.append((str(root), f"{root}: folder cannot be read (permission denied)"))
             continue
         class_dirs = [c for c in children if c.is_dir() and not c.name.startswith(".")]
         for child in children:
@@ -64,7 +64,8 @@ def discover(paths: list[Path], problems: list[tuple[str, str]]) -> list[FileJob
             try:
                 files = sorted(p for p in class_dir.rglob("*") if _is_candidate(p))
             except PermissionError:
-                problems.append((str(class_dir), "folder cannot be read (permission denied)"))
+                problems.append((str(class_dir),
+                                 f"{class_dir}: folder cannot be read (permission denied)"))
                 continue
             jobs.extend(FileJob(f.resolve(), label=class_dir.name) for f in files)
     seen: set[Path] = set()

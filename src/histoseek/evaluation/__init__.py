@@ -1,0 +1,1 @@
+"""Evaluation of histoseek: retrieval, cross-modal and classification metrics."""
