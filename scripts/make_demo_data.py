@@ -18,7 +18,8 @@ PER_CLASS = 6
 
 
 def main() -> None:
-    rows = list(csv.DictReader(open(SHARED / "ebhi-seg" / "labels.csv")))
+    with open(SHARED / "ebhi-seg" / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     rng = random.Random(0)
     chosen = []
     for label in sorted({r["label"] for r in rows}):

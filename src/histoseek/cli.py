@@ -77,7 +77,7 @@ def index(
                     err_console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
                 for failure in result.failures:
                     problem = failure.problem if failure.path in failure.problem else (
-                        f"{failure.path}: {failure.problem}")  # folder problems lack the name
+                        f"{failure.path}: {failure.problem}")  # every line names its file
                     err_console.print(f"[yellow]skipped:[/] {escape(problem)}", highlight=False,
                                       soft_wrap=True)
                 console.print(result.summary(), highlight=False)
@@ -205,6 +205,34 @@ def demo(
         run_demo(out, encoder=encoder)
     except HistoseekError as exc:
         _fail(exc)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(help="training YAML (configs/histoseek-base.yaml)")],
+    out: Annotated[Path, typer.Option(help="run folder; re-running resumes")],
+    epochs: Annotated[int | None, typer.Option(help="override supervised epochs")] = None,
+    workers: Annotated[int | None, typer.Option(help="data-loader workers")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto")] = None,
+) -> None:
+    """Train a histoseek model (packs the data on first use; resumable)."""
+    from histoseek.training.config import load_config
+    from histoseek.training.loop import train as run_training
+    from histoseek.training.pack import build_pack
+
+    try:
+        cfg = load_config(config, epochs=epochs, device=device, num_workers=workers)
+        pack = Path(cfg.data.pack)
+        if not pack.is_file():
+            console.print(f"packing training data into {pack}")
+            build_pack(Path(cfg.data.labels), Path(cfg.data.split),
+                       [(Path(u.path), u.mpp) for u in cfg.data.unlabelled], pack,
+                       cfg.data.val_fraction, cfg.seed)
+        best = run_training(cfg, out)
+    except HistoseekError as exc:
+        _fail(exc)
+    console.print(f"weights: {best}\nmetrics: {out / 'metrics.csv'}\ncurve: "
+                  f"{out / 'loss_curve.png'}")
 
 
 eval_app = typer.Typer(no_args_is_help=True,

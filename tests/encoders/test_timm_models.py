@@ -1,22 +1,25 @@
 """timm encoders (uni, h-optimus-0, virchow2) on tiny random checkpoints in timm's real formats.
 
-Each checkpoint is written the way timm exports one (``save_for_hf``: config.json +
-model.safetensors) or as a bare weights file, then loaded through ``create_encoder`` — the path
-a user with downloaded weights takes. No network: the hub is set offline.
+Each checkpoint is written as the hub repositories hold it (timm's ``config.json`` with
+``architecture``, ``model_args`` and ``pretrained_cfg``, beside ``model.safetensors``) or as a
+bare weights file, then loaded through ``create_encoder``: the path a user with downloaded
+weights takes. The config is written here rather than by ``timm.models.save_for_hf`` because
+older timm releases (1.0.29) do not record ``model_args`` there. No network: the hub is offline.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
-from huggingface_hub import constants as hf_constants
 import numpy as np
 import pytest
 import safetensors.torch
 import timm
 import torch
-from timm.models import save_for_hf
+from huggingface_hub import constants as hf_constants
 
 from histoseek import create_encoder
 from histoseek.encoders import timm_models
@@ -26,6 +29,12 @@ from histoseek.encoders.torch_tower import tiles_to_tensor
 from histoseek.errors import WeightsNotFoundError
 
 TINY = {"embed_dim": 32, "depth": 1, "num_heads": 2, "init_values": 1e-5, "num_classes": 0}
+UNI_ARGS = {**TINY, "img_size": 32, "patch_size": 16, "dynamic_img_size": True}
+VIRCHOW_ARGS = {
+    **TINY, "img_size": 28, "reg_tokens": 4, "mlp_ratio": 5.3375, "global_pool": "",
+    "dynamic_img_size": True,
+}
+HOPTIMUS_ARGS = {**TINY, "img_size": 28, "global_pool": "token", "dynamic_img_size": False}
 SWIGLU = {"mlp_layer": timm.layers.SwiGLUPacked, "act_layer": torch.nn.SiLU}
 
 
@@ -42,25 +51,40 @@ def tiles() -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, size=(3, 40, 40, 3), dtype=np.uint8)
 
 
-def _export(model: torch.nn.Module, folder: Path, **data_config: object) -> Path:
-    """Write ``model`` as timm exports it: config.json (arch, args, preprocessing) + weights."""
-    save_for_hf(model, folder, safe_serialization=True, data_config=data_config or None)
+def _write_timm_folder(
+    folder: Path, arch: str, model: torch.nn.Module, model_args: dict[str, Any], **cfg: Any
+) -> Path:
+    """Write ``model`` as a timm hub repository: config.json + model.safetensors."""
+    size = model_args["img_size"]
+    pretrained_cfg = {
+        "tag": "tiny", "custom_load": False, "input_size": [3, size, size],
+        "fixed_input_size": not model_args.get("dynamic_img_size", False),
+        "interpolation": "bicubic", "crop_pct": 1.0, "crop_mode": "center",
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "num_classes": 0,
+        "pool_size": None, "first_conv": "patch_embed.proj", "classifier": "head", **cfg,
+    }
+    config = {
+        "architecture": arch, "num_classes": 0, "num_features": model.num_features,
+        "global_pool": model_args.get("global_pool", "token"), "model_args": model_args,
+        "pretrained_cfg": pretrained_cfg,
+    }
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    safetensors.torch.save_file(model.state_dict(), folder / "model.safetensors")
     return folder
 
 
 @pytest.fixture(scope="module")
 def uni_model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return timm.create_model(
-        "vit_large_patch16_224", img_size=32, dynamic_img_size=True, **TINY
-    ).eval()
+    return timm.create_model("vit_large_patch16_224", **UNI_ARGS).eval()
 
 
 @pytest.fixture(scope="module")
 def uni_dir(uni_model: torch.nn.Module, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("uni")
-    return _export(
-        uni_model, folder, input_size=(3, 32, 32), mean=(0.1, 0.2, 0.3), std=(0.3, 0.2, 0.1)
+    return _write_timm_folder(
+        tmp_path_factory.mktemp("uni") / "uni", "vit_large_patch16_224", uni_model, UNI_ARGS,
+        mean=[0.1, 0.2, 0.3], std=[0.3, 0.2, 0.1],
     )
 
 
@@ -93,14 +117,9 @@ def test_virchow2_concatenates_class_token_and_mean_patch_token(
     tmp_path: Path, tiles: np.ndarray
 ) -> None:
     torch.manual_seed(1)
-    model = timm.create_model(
-        "vit_huge_patch14_224", img_size=28, reg_tokens=4, mlp_ratio=5.3375, global_pool="",
-        dynamic_img_size=True, **TINY, **SWIGLU,
-    ).eval()
-    save_for_hf(
-        model, tmp_path / "v2", safe_serialization=True, data_config={"input_size": (3, 28, 28)},
-        model_args={"mlp_layer": None, "act_layer": None},  # classes: the card passes them
-    )
+    model = timm.create_model("vit_huge_patch14_224", **VIRCHOW_ARGS, **SWIGLU).eval()
+    # Like the real config.json, the folder leaves out mlp_layer/act_layer: the card passes them.
+    _write_timm_folder(tmp_path / "v2", "vit_huge_patch14_224", model, VIRCHOW_ARGS)
     enc = create_encoder("virchow2", pretrained=str(tmp_path / "v2"))
     vectors = enc.encode_images(tiles)
     _check_vectors(vectors, 3, 64)
@@ -112,11 +131,9 @@ def test_virchow2_concatenates_class_token_and_mean_patch_token(
 
 
 def test_h_optimus_0_keeps_its_own_normalisation(tmp_path: Path, tiles: np.ndarray) -> None:
-    model = timm.create_model(
-        "vit_giant_patch14_reg4_dinov2", img_size=28, global_pool="token",
-        dynamic_img_size=False, **TINY,
-    )
-    save_for_hf(model, tmp_path / "h0", safe_serialization=True)  # config says ImageNet stats
+    arch = "vit_giant_patch14_reg4_dinov2"
+    model = timm.create_model(arch, **HOPTIMUS_ARGS)
+    _write_timm_folder(tmp_path / "h0", arch, model, HOPTIMUS_ARGS)  # config: ImageNet stats
     enc = create_encoder("h-optimus-0", pretrained=str(tmp_path / "h0"))
     assert enc.preprocess.mean == HOPTIMUS_MEAN
     assert enc.preprocess.input_px == 28
@@ -182,7 +199,7 @@ def test_unprefixed_hub_id_asks_for_the_prefix() -> None:
 
 def test_folder_without_config_says_so(tmp_path: Path, uni_model: torch.nn.Module) -> None:
     safetensors.torch.save_file(uni_model.state_dict(), tmp_path / "model.safetensors")
-    with pytest.raises(WeightsNotFoundError, match="config.json"):
+    with pytest.raises(WeightsNotFoundError, match=r"config\.json"):
         create_encoder("uni", pretrained=str(tmp_path))
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import faiss
 import numpy as np
 import pytest
 
@@ -10,14 +13,25 @@ from histoseek.index.vectors import INDEX_KINDS, IVFPQ_MIN_TRAIN, FaissIndex
 
 DIM, CENTRES, POINTS, QUERIES, K = 64, 50, 6000, 200, 10
 # Measured on this data (faiss 1.15, seeds below): hnsw recall@10 = 1.000; ivfpq recall@10
-# = 0.495 (PQ-limited: 16 x 8-bit codes for 64-d; identical at nprobe 16, 64 and all lists)
-# and the exact nearest neighbour is inside the ivfpq top-10 for 0.79 of the queries.
+# = 0.512 on one thread, 0.495 on two (PQ-limited: 16 x 8-bit codes for 64-d; the same at
+# nprobe 16, 64 and all lists); the exact nearest neighbour is in the ivfpq top-10 for
+# 0.785-0.79 of the queries.
 RECALL_FLOOR = {"hnsw": 0.95, "ivfpq": 0.42}
 TOP1_IN_TOP10_FLOOR = {"hnsw": 0.98, "ivfpq": 0.70}
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_faiss_thread() -> None:
+    """FAISS's OpenMP threads spin badly on a shared, busy 2-core box (IVF-PQ training took
+    19 s instead of 1 s in one loaded run); one thread is steady under load."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +121,7 @@ def test_ann_recall_against_exact(kind, built, data, exact) -> None:
 def test_allow_returns_only_allowed(kind, built, data, exact) -> None:
     ids, _, queries = data
     allow = ids[::5]
-    scores, found = built[kind].search(queries, K, allow=allow)
+    _, found = built[kind].search(queries, K, allow=allow)
     hits = found[found >= 0]
     assert hits.size > 0.9 * found.size  # the filter narrows, it does not starve results
     assert np.isin(hits, allow).all()
@@ -121,7 +135,7 @@ def test_allow_returns_only_allowed(kind, built, data, exact) -> None:
 def test_allow_tiny_set(kind, built, data) -> None:
     ids, _, queries = data
     allow = ids[[3, 1234, 5999]]
-    _, found = built["flat" if kind == "flat" else kind].search(queries[:5], K, allow=allow)
+    _, found = built[kind].search(queries[:5], K, allow=allow)
     assert np.isin(found[found >= 0], allow).all()
     if kind == "flat":
         assert (np.sort(found[:, :3], axis=1) == np.sort(allow)).all()
@@ -130,7 +144,7 @@ def test_allow_tiny_set(kind, built, data) -> None:
 
 @pytest.mark.parametrize("kind", INDEX_KINDS)
 def test_deny_never_returns_denied(kind, built, data, exact) -> None:
-    ids, _, queries = data
+    _, _, queries = data
     _, exact_ids = exact
     deny = np.unique(exact_ids[:, :5])  # deny exactly what would rank first
     _, found = built[kind].search(queries, K, deny=deny)
@@ -143,10 +157,11 @@ def test_deny_never_returns_denied(kind, built, data, exact) -> None:
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivfpq"])
-def test_remove(kind, data) -> None:
-    ids, vectors, queries = data
-    index = FaissIndex(DIM, kind)  # type: ignore[arg-type]
-    index.add(ids, vectors)
+def test_remove(kind, built, data, tmp_path) -> None:
+    ids, _, queries = data
+    built[kind].save(tmp_path / "copy.faiss")  # a private copy, without training IVF-PQ again
+    index = FaissIndex.load(tmp_path / "copy.faiss", DIM, kind)  # type: ignore[arg-type]
+    assert index.is_exact == (kind == "flat")
     _, before = index.search(queries, K)
     gone = np.unique(before[:, 0])
     assert index.remove(gone) is True
@@ -182,7 +197,7 @@ def test_save_load_round_trip(kind, built, data, tmp_path) -> None:
 
 
 def test_save_overwrites_atomically(data, tmp_path, monkeypatch) -> None:
-    ids, vectors, queries = data
+    ids, vectors, _ = data
     path = tmp_path / "image.faiss"
     small = FaissIndex(DIM)
     small.add(ids[:10], vectors[:10])
@@ -211,14 +226,14 @@ def test_torn_file_raises_library_error(cut, built, tmp_path) -> None:
     built["flat"].save(path)
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * cut)])
-    with pytest.raises(LibraryError, match="image.faiss"):
+    with pytest.raises(LibraryError, match=r"image\.faiss"):
         FaissIndex.load(path, DIM, "flat")
 
 
 def test_garbage_file_raises_library_error(tmp_path) -> None:
     path = tmp_path / "image.faiss"
     path.write_bytes(b"not a faiss index at all" * 10)
-    with pytest.raises(LibraryError, match=str(path)):
+    with pytest.raises(LibraryError, match=re.escape(str(path))):
         FaissIndex.load(path, DIM, "flat")
 
 
@@ -240,7 +255,7 @@ def test_k_larger_than_index(data) -> None:
     ids, vectors, queries = data
     index = FaissIndex(DIM)
     index.add(ids[:3], vectors[:3])
-    scores, found = index.search(queries[:2], 50)
+    _, found = index.search(queries[:2], 50)
     assert found.shape == (2, 3)
     assert set(found[0].tolist()) == set(ids[:3].tolist())
 
@@ -260,7 +275,7 @@ def test_dimension_mismatch_raises(data, built, tmp_path) -> None:
         index.search(queries[:2, :32], K)
     path = tmp_path / "flat.faiss"
     built["flat"].save(path)
-    with pytest.raises(LibraryError, match="flat.faiss"):
+    with pytest.raises(LibraryError, match=r"flat\.faiss"):
         FaissIndex.load(path, 128, "flat")
 
 

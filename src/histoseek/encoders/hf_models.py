@@ -41,8 +41,6 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?")
 
 
 # --- where the weights are -----------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class WeightsSource:
     """A parsed ``pretrained`` value: a hub repo (with optional revision), a folder or a file."""
@@ -96,20 +94,26 @@ def parse_pretrained(pretrained: str | None, label: str, bare_hub_ids: bool) -> 
 def check_hub_access(source: WeightsSource, filename: str, label: str) -> None:
     """Fail at once, with the next step, when the hub cannot serve ``filename``.
 
-    huggingface_hub retries a failed download five times with back-off (about 25 s per file
-    with no network); one HEAD request without retries tells the same story immediately and
-    tells a gated repo (licence not accepted) from a missing one and from no network at all.
-    A file already in the local cache passes without any request, so cached models load
-    offline.
+    huggingface_hub retries a failed download 5 times with back-off (~25 s a file offline);
+    one HEAD without retries answers at once and tells gated, missing and unreachable apart.
+    A file already in the local cache passes without a request, so cached models load offline.
     """
-    from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+    from huggingface_hub import (
+        constants,
+        errors,
+        get_hf_file_metadata,
+        hf_hub_url,
+        try_to_load_from_cache,
+    )
     from huggingface_hub.errors import (
         GatedRepoError,
         OfflineModeIsEnabled,
-        RemoteEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
     )
+
+    # huggingface_hub >= 1.0 splits the remote case out of EntryNotFoundError.
+    missing_file = getattr(errors, "RemoteEntryNotFoundError", errors.EntryNotFoundError)
 
     repo, revision = source.location, source.revision
     if isinstance(try_to_load_from_cache(repo, filename, revision=revision), str):
@@ -122,7 +126,7 @@ def check_hub_access(source: WeightsSource, filename: str, label: str) -> None:
         error, problem = exc, "is gated and this machine has not been granted access"
     except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
         error, problem = exc, "is not on the Hugging Face hub (wrong id or revision, or private)"
-    except RemoteEntryNotFoundError as exc:
+    except missing_file as exc:
         error, problem = exc, f"has no {filename}, so it is not a model this encoder loads"
     except OfflineModeIsEnabled as exc:
         error, problem = exc, "is not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
@@ -163,7 +167,7 @@ def sha256_version(files: Sequence[Path]) -> str:
 
 
 def local_version(source: WeightsSource, preferred: Sequence[str], label: str) -> str:
-    """Version of a local folder or file: the digest of the weights it holds."""
+    """The digest of the weights a local folder or file holds."""
     files = [source.path] if source.kind == "file" else weight_files(source.path, preferred)
     if not files:
         raise WeightsNotFoundError(
@@ -182,6 +186,13 @@ def hub_version(source: WeightsSource, preferred: Sequence[str]) -> str:
         if isinstance(cached, str):
             return sha256_version([Path(cached)])
     return f"{HUB_PREFIX}{source.hub_id}"
+
+
+def weights_version(source: WeightsSource, preferred: Sequence[str], label: str) -> str:
+    """The version an ``EncoderInfo`` records for weights from ``source``."""
+    if source.kind == "hub":
+        return hub_version(source, preferred)
+    return local_version(source, preferred, label)
 
 
 def interpolation_name(value: Any) -> str:
@@ -211,8 +222,6 @@ def load_or_raise(
 
 
 # --- transformers models -------------------------------------------------------------------
-
-
 def _check_loading(info: dict[str, Any], source: WeightsSource, label: str) -> None:
     """transformers fills missing weights with random ones and only logs it; refuse that."""
     missing = sorted(info.get("missing_keys") or [])
@@ -279,13 +288,24 @@ def _load_model(cls: Any, source: WeightsSource, label: str, model_type: str, **
     return model
 
 
-def _version(source: WeightsSource, label: str) -> str:
-    if source.kind == "hub":
-        return hub_version(source, HF_WEIGHT_NAMES)
-    return local_version(source, HF_WEIGHT_NAMES, label)
+class _HFImageEncoder(Encoder):
+    """Shared image path: subclasses set ``model``, ``device``, ``info`` and ``_forward``."""
+
+    device: torch.device
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def encode_images(self, tiles: np.ndarray) -> np.ndarray:
+        from histoseek.encoders.torch_tower import embed_tiles
+
+        tiles = check_tiles(tiles)
+        if len(tiles) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return embed_tiles(self._forward, tiles, self.info.preprocess, self.device)
 
 
-class PhikonEncoder(Encoder):
+class PhikonEncoder(_HFImageEncoder):
     """Phikon (iBOT ViT-B/16): the class token of the last hidden state, as the card says."""
 
     def __init__(self, source: WeightsSource, label: str, device: str) -> None:
@@ -303,7 +323,7 @@ class PhikonEncoder(Encoder):
         self.model = model.to(self.device).eval()
         self.info = EncoderInfo(
             name=label,
-            version=_version(source, label),
+            version=weights_version(source, HF_WEIGHT_NAMES, label),
             dim=int(model.config.hidden_size),
             modalities=("image",),
             preprocess=_hf_preprocess(processor, int(model.config.image_size)),
@@ -312,21 +332,13 @@ class PhikonEncoder(Encoder):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=x).last_hidden_state[:, 0]
 
-    def encode_images(self, tiles: np.ndarray) -> np.ndarray:
-        from histoseek.encoders.torch_tower import embed_tiles
-
-        tiles = check_tiles(tiles)
-        if len(tiles) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return embed_tiles(self._forward, tiles, self.info.preprocess, self.device)
-
 
 def _pooled(output: Any) -> torch.Tensor:
     """transformers 5 returns a model output from ``get_*_features``; 4.x returned the tensor."""
     return output if hasattr(output, "shape") else output.pooler_output
 
 
-class HFClipEncoder(Encoder):
+class HFClipEncoder(_HFImageEncoder):
     """A transformers ``CLIPModel`` with both towers (PLIP): projected, unit-length features."""
 
     def __init__(self, source: WeightsSource, label: str, device: str) -> None:
@@ -346,7 +358,7 @@ class HFClipEncoder(Encoder):
         self.model = model.to(self.device).eval()
         self.info = EncoderInfo(
             name=label,
-            version=_version(source, label),
+            version=weights_version(source, HF_WEIGHT_NAMES, label),
             dim=int(model.config.projection_dim),
             modalities=("image", "text"),
             preprocess=_hf_preprocess(processor, int(model.config.vision_config.image_size)),
@@ -354,14 +366,6 @@ class HFClipEncoder(Encoder):
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return _pooled(self.model.get_image_features(pixel_values=x))
-
-    def encode_images(self, tiles: np.ndarray) -> np.ndarray:
-        from histoseek.encoders.torch_tower import embed_tiles
-
-        tiles = check_tiles(tiles)
-        if len(tiles) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return embed_tiles(self._forward, tiles, self.info.preprocess, self.device)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -374,12 +378,10 @@ class HFClipEncoder(Encoder):
                     texts[start : start + 256], padding=True, truncation=True,
                     max_length=self.max_tokens, return_tensors="pt",
                 ).to(self.device)
-                features = _pooled(
-                    self.model.get_text_features(
-                        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-                    )
+                features = self.model.get_text_features(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
                 )
-                out.append(features.float().cpu().numpy())
+                out.append(_pooled(features).float().cpu().numpy())
         return l2_normalise(np.concatenate(out, axis=0))
 
 

@@ -64,6 +64,11 @@ def create_encoder(name: str, pretrained: str | None = None, device: str = "cpu"
 _M = "histoseek.encoders"
 for _spec in (
     EncoderSpec(
+        "histoseek-base", f"{_M}.histoseek_base:create_histoseek_base", ("image", "text"),
+        None, True, "built-in model trained here: ResNet-10t + local-global neck + GeM; "
+        "MiniLM text + projection",
+    ),
+    EncoderSpec(
         "classic", f"{_M}.classic:create_classic", ("image",), None, True,
         "handcrafted colour histograms (HSV, LAB) + LBP + GLCM texture; CBIR baseline",
     ),

@@ -13,6 +13,7 @@ Preprocessing (size, mean, std, interpolation) is read back from the model's
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -126,6 +127,23 @@ def _file_overlay(spec: TimmArch, path: str) -> dict[str, Any]:
     }
 
 
+def _check_timm_config(source: WeightsSource, label: str) -> None:
+    """A folder needs timm's config.json (it names the architecture); say so before timm does."""
+    config_file = source.path / "config.json"
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        config = None
+    except (OSError, ValueError) as exc:
+        raise WeightsNotFoundError(f"{config_file}: unreadable ({exc}); re-download it") from exc
+    if not isinstance(config, dict) or "architecture" not in config:
+        raise WeightsNotFoundError(
+            f"{source.path}: no timm config.json naming an 'architecture', so encoder '{label}' "
+            f"cannot tell the model; pass the folder as the hub repository has it (config.json "
+            f"+ weights) or the weights file itself"
+        )
+
+
 def load_timm_model(source: WeightsSource, spec: TimmArch | None, label: str) -> torch.nn.Module:
     """Create the timm model for ``source``; every failure is a ``WeightsNotFoundError``."""
     kwargs: dict[str, Any] = {"num_classes": 0, **(spec.card_kwargs if spec else {})}
@@ -134,12 +152,7 @@ def load_timm_model(source: WeightsSource, spec: TimmArch | None, label: str) ->
         name = f"{HUB_PREFIX}{source.hub_id}"
         overlay = _norm_overlay(spec) or None
     elif source.kind == "dir":
-        if not (source.path / "config.json").is_file():
-            raise WeightsNotFoundError(
-                f"{source.path}: no config.json, so timm cannot tell the architecture; pass a "
-                f"folder as the hub repository has it (config.json + weights) or the weights "
-                f"file itself"
-            )
+        _check_timm_config(source, label)
         name = f"{LOCAL_DIR_PREFIX}{source.location}"
         overlay = _norm_overlay(spec) or None
     else:

@@ -147,7 +147,7 @@ def load_class_prompts(path: Path) -> ClassPrompts:
     templates = [str(t) for t in data.get("templates", ["{}"])]
     prompts: dict[str, list[str]] = {}
     for name, descriptions in data["classes"].items():
-        descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions)
+        descriptions = [descriptions] if isinstance(descriptions, str) else list(descriptions or [])
         texts = []
         for description in descriptions or [str(name).replace("_", " ")]:
             texts.extend(t.format(description) for t in templates)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from histoseek.encoders.registry import create_encoder
+from histoseek.errors import InputError
 from histoseek.evaluation.cache import EmbeddingCache, embed_paths
 from histoseek.evaluation.datasets import Dataset, load_dataset
 from histoseek.evaluation.metrics import (
@@ -55,7 +56,8 @@ def _groups(dataset: Dataset, exclude_same: str | None) -> tuple[np.ndarray | No
         return dataset.source_ids, "leave-one-source-out (source_id)"
     if exclude_same in dataset.extra:
         return dataset.extra[exclude_same], f"leave-one-{exclude_same}-out"
-    raise ValueError(f"column '{exclude_same}' is not in the data set")
+    raise InputError(f"{dataset.name}: column '{exclude_same}' is not in the data set; "
+                     f"--exclude-same takes source_id or one of {sorted(dataset.extra)}")
 
 
 def select_subset(dataset: Dataset, split: Path | None, subset: str) -> Dataset:

@@ -130,7 +130,8 @@ class _PyramidSlide(Slide):
             region = self._handle.read_region((int(x_l0), int(y_l0)), int(level), size)
         except Exception as exc:
             raise SlideReadError(
-                f"{self.path}: cannot read region at ({x_l0}, {y_l0}) level {level}: {exc}"
+                f"{self.path}: cannot read region at ({x_l0}, {y_l0}) level {level}; the file "
+                f"may be corrupt or truncated ({exc})"
             ) from exc
         return _rgba_to_rgb(np.asarray(region))
 
@@ -138,7 +139,8 @@ class _PyramidSlide(Slide):
         try:
             thumb = self._handle.get_thumbnail((max_px, max_px))
         except Exception as exc:
-            raise SlideReadError(f"{self.path}: cannot read a thumbnail: {exc}") from exc
+            raise SlideReadError(f"{self.path}: cannot read a thumbnail; the file may be "
+                                 f"corrupt or truncated ({exc})") from exc
         return _rgba_to_rgb(np.asarray(thumb))
 
     def close(self) -> None:

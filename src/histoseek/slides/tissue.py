@@ -34,7 +34,10 @@ def tissue_mask(
         threshold = float(np.clip(threshold_otsu(saturation), MIN_SAT, MAX_SAT))
     mask = (saturation > threshold) & (hsv[..., 2] > 0.15)
     if close_radius > 0:
-        mask = ndi.binary_closing(mask, structure=disk(close_radius), border_value=0)
+        # pad by edge replication so closing does not erode tissue touching the border
+        r = close_radius
+        padded = np.pad(mask, r, mode="edge")
+        mask = ndi.binary_closing(padded, structure=disk(r))[r:-r, r:-r]
     min_size = max(1, int(min_object_fraction * mask.size))
     mask = remove_small_objects(mask, max_size=min_size)
     return ndi.binary_fill_holes(mask)

@@ -1,0 +1,67 @@
+"""``histoseek-base``: the built-in image+text model, trained here, shipped in the package.
+
+Image tower: ``histoseek.models`` (timm backbone, local-global neck, GeM). Text tower: the
+frozen ``minilm`` sentence encoder followed by the model's trained projection, so texts and
+tiles land in one space.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from histoseek.encoders.base import Encoder, EncoderInfo, Preprocess, check_texts, l2_normalise
+from histoseek.encoders.torch_tower import embed_tiles, resolve_device
+
+
+class HistoseekBaseEncoder(Encoder):
+    def __init__(self, name: str, pretrained: str | Path | None, device: str) -> None:
+        import torch
+
+        from histoseek.models.factory import (
+            PACKAGED,
+            create_model,
+            get_model_config,
+            resolve_weights,
+            sha256_of,
+        )
+
+        config = get_model_config(name)
+        weights = resolve_weights(name, pretrained or PACKAGED)
+        self.device = resolve_device(device)
+        self.model = create_model(name, pretrained=weights).to(self.device).eval()
+        self._torch = torch
+        pre = config["preprocess"]
+        self.info = EncoderInfo(
+            name=name, version=sha256_of(weights)[:16] if weights else "random",
+            dim=int(config["architecture"]["embed_dim"]), modalities=("image", "text"),
+            preprocess=Preprocess(int(pre["input_px"]), tuple(pre["mean"]), tuple(pre["std"]),
+                                  pre.get("interpolation", "bicubic")),
+            extra={"text_encoder": config.get("text_encoder", "minilm")},
+        )
+        self._text_encoder: Encoder | None = None
+
+    def encode_images(self, tiles: np.ndarray) -> np.ndarray:
+        return embed_tiles(self.model.encode_image, tiles, self.info.preprocess, self.device)
+
+    def sentence_embeddings(self, texts: list[str]) -> np.ndarray:
+        """Frozen MiniLM vectors (384-d), before the model's projection."""
+        if self._text_encoder is None:
+            from histoseek.encoders.registry import create_encoder
+
+            self._text_encoder = create_encoder(self.info.extra["text_encoder"],
+                                                device=str(self.device))
+        return self._text_encoder.encode_texts(texts)
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        texts = check_texts(texts)
+        sentences = self._torch.from_numpy(self.sentence_embeddings(texts)).to(self.device)
+        with self._torch.inference_mode():
+            projected = self.model.encode_text(sentences)
+        return l2_normalise(projected.float().cpu().numpy())
+
+
+def create_histoseek_base(spec: object, pretrained: str | None, device: str
+                          ) -> HistoseekBaseEncoder:
+    return HistoseekBaseEncoder(getattr(spec, "name", "histoseek-base"), pretrained, device)

@@ -1,0 +1,119 @@
+"""``create_model``: the one door to histoseek's own models.
+
+Architectures and preprocessing live in ``configs/*.json`` (scanned on first use, like
+open_clip's model configs); weights are safetensors files checked against the sha256 the
+config records, so a corrupted or swapped file is refused rather than silently used.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from histoseek.errors import UnknownEncoderError, WeightsNotFoundError
+from histoseek.models.towers import HistoseekModel
+
+PACKAGED = "packaged"
+
+
+def _config_dir() -> Path:
+    return Path(str(files("histoseek.models") / "configs"))
+
+
+def weights_dir() -> Path:
+    return Path(str(files("histoseek.models") / "weights"))
+
+
+@cache
+def _configs() -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(_config_dir().glob("*.json"))}
+
+
+def list_models() -> list[str]:
+    return list(_configs())
+
+
+def get_model_config(name: str) -> dict[str, Any]:
+    try:
+        return copy.deepcopy(_configs()[name])
+    except KeyError:
+        raise UnknownEncoderError(
+            f"unknown model '{name}'; known models: {', '.join(list_models())}") from None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def resolve_weights(name: str, pretrained: str | Path | bool | None) -> Path | None:
+    """Where the weights are: None (random init), the packaged file, or a local file."""
+    if pretrained in (None, False):
+        return None
+    config = get_model_config(name)
+    if pretrained is True or pretrained == PACKAGED:
+        path = weights_dir() / config["weights"]["file"]
+        expected = config["weights"].get("sha256")
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"{path}: the packaged weights of '{name}' are missing; reinstall histoseek "
+                "or train them with `histoseek train --config configs/histoseek-base.yaml`")
+        if expected and sha256_of(path) != expected:
+            raise WeightsNotFoundError(
+                f"{path}: sha256 does not match the one recorded for '{name}'; the file is "
+                "corrupt or not the released weights (reinstall histoseek)")
+        return path
+    path = Path(pretrained)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{path}: no such weights file for model '{name}'")
+    return path
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except Exception as exc:
+        raise WeightsNotFoundError(f"{path}: not a readable safetensors file ({exc})") from exc
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def create_model(name: str, pretrained: str | Path | bool | None = None,
+                 **overrides: Any) -> HistoseekModel:
+    """Build a registered model; ``pretrained``: None, True/"packaged" or a file path.
+
+    ``overrides`` change architecture fields (e.g. ``use_neck=False`` for an ablation).
+    """
+    arch = {**get_model_config(name)["architecture"], **overrides}
+    model = HistoseekModel(**arch)
+    path = resolve_weights(name, pretrained)
+    if path is not None:
+        try:
+            model.load_state_dict(load_state(path))
+        except RuntimeError as exc:
+            raise WeightsNotFoundError(
+                f"{path}: weights do not fit model '{name}' ({str(exc).splitlines()[0]})"
+            ) from exc
+    return model.eval()
+
+
+def save_weights(model: HistoseekModel, path: Path, half: bool = True) -> str:
+    """Write weights as safetensors (fp16 by default) and return their sha256."""
+    from safetensors.torch import save_file
+
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
+             for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(path))
+    return sha256_of(path)

@@ -1,0 +1,87 @@
+"""Training configuration: a YAML file into frozen dataclasses (one place for every knob)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from histoseek.errors import InputError
+from histoseek.training.losses import LossWeights
+
+
+@dataclass(frozen=True)
+class UnlabelledSlide:
+    path: str
+    mpp: float | None = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    labels: str
+    split: str
+    pack: str
+    unlabelled: tuple[UnlabelledSlide, ...] = ()
+    withhold: tuple[str, ...] = ()  # classes whose labels and knowledge are hidden in training
+    val_fraction: float = 0.15
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    ssl_epochs: int = 5
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: int = 2
+    num_workers: int = 2
+    device: str = "auto"
+    max_steps_per_epoch: int | None = None
+    augment_strength: float = 1.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str
+    data: DataConfig
+    train: TrainConfig = TrainConfig()
+    losses: LossWeights = LossWeights()  # noqa: RUF009
+    ssl_losses: LossWeights = LossWeights(simclr=1.0)  # noqa: RUF009
+    model: str = "histoseek-base"
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
+                         f"expected {', '.join(sorted(known))}")
+    return cls(**data)
+
+
+def load_config(path: Path, **overrides: Any) -> RunConfig:
+    """Read a run config; ``overrides`` replace top-level train fields (e.g. epochs=1)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot read training config ({exc})") from exc
+    if not isinstance(raw, dict) or "data" not in raw or "name" not in raw:
+        raise InputError(f"{path}: a training config needs 'name' and 'data'")
+    data = dict(raw["data"])
+    data["unlabelled"] = tuple(_build(UnlabelledSlide, u, f"{path}: data.unlabelled")
+                               for u in data.get("unlabelled", []))
+    data["withhold"] = tuple(data.get("withhold", []))
+    train = {**raw.get("train", {}), **{k: v for k, v in overrides.items() if v is not None}}
+    return RunConfig(
+        name=raw["name"], model=raw.get("model", "histoseek-base"),
+        model_overrides=dict(raw.get("model_overrides", {})), seed=int(raw.get("seed", 0)),
+        data=_build(DataConfig, data, f"{path}: data"),
+        train=_build(TrainConfig, train, f"{path}: train"),
+        losses=_build(LossWeights, raw.get("losses", {}), f"{path}: losses"),
+        ssl_losses=_build(LossWeights, raw.get("ssl_losses", {"simclr": 1.0}),
+                          f"{path}: ssl_losses"),
+    )

@@ -1,0 +1,106 @@
+"""Build a ``TrainingPack`` from the shared data, the split and the knowledge tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from histoseek.evaluation.datasets import load_dataset
+from histoseek.evaluation.protocols import Split, split_by_source
+from histoseek.search.queries import query_tile
+from histoseek.slides.reader import open_slide
+from histoseek.slides.tiling import TilingConfig, iter_tile_batches, tile_slide
+from histoseek.training.data import TrainingPack, codes, encode_jpeg, padded_embeddings
+
+JPEG_QUALITY = 72  # 4:2:0; keeps train + test packs near 50 MB so they can travel to a GPU box
+
+
+def knowledge_texts(classes: list[str]) -> dict[str, dict[str, list[str]]]:
+    """Class prompts and attribute sentences from the knowledge tree, for every class."""
+    from histoseek.knowledge.tree import attribute_sentences, class_prompts, default_tree
+
+    tree = default_tree()
+    prompts, attributes = {}, {}
+    for name in classes:
+        entity = tree.resolve(name)
+        prompts[name] = class_prompts(entity)
+        attributes[name] = attribute_sentences(entity)
+    return {"prompts": prompts, "attributes": attributes}
+
+
+def build_pack(labels_csv: Path, split_path: Path, unlabelled: list[tuple[Path, float | None]],
+               out: Path, val_fraction: float = 0.15, seed: int = 0,
+               text_encoder: str = "minilm") -> TrainingPack:
+    """Pack the training sources of ``split_path`` (written first if missing)."""
+    from histoseek.encoders.registry import create_encoder
+
+    dataset = load_dataset(labels_csv)
+    if split_path.is_file():
+        split = Split.load(split_path)
+    else:
+        split = split_by_source(dataset, test_fraction=0.3, seed=seed)
+        split.save(split_path)
+    train_idx, _ = split.indices(dataset)
+    train = dataset.subset(train_idx, "train")
+    val_split = split_by_source(train, test_fraction=val_fraction, seed=seed + 1)
+    _, val_idx = val_split.indices(train)
+    is_val = np.zeros(len(train), bool)
+    is_val[val_idx] = True
+
+    jpeg = [encode_jpeg(query_tile(p, 224)[0], JPEG_QUALITY)
+            for p in tqdm(train.paths, desc="packing tiles")]
+    classes = train.classes
+    label = np.array([classes.index(c) for c in train.labels], np.int64)
+    slides = list(train.extra.get("slide_id", train.source_ids))
+    patients = list(train.source_ids)
+    for path, mpp in unlabelled:
+        with open_slide(path, mpp=mpp) as slide:
+            grid = tile_slide(slide, TilingConfig(target_mpp=0.5, tile_px=224, min_tissue=0.5))
+            for _, tiles in iter_tile_batches(slide, grid, 32):
+                jpeg.extend(encode_jpeg(t, JPEG_QUALITY) for t in tiles)
+                slides.extend([path.name] * len(tiles))
+                patients.extend([path.name[:12]] * len(tiles))
+        label = np.concatenate([label, np.full(len(jpeg) - len(label), -1, np.int64)])
+        is_val = np.concatenate([is_val, np.zeros(len(jpeg) - len(is_val), bool)])
+
+    texts = knowledge_texts(classes)
+    encoder = create_encoder(text_encoder)
+    prompt_emb, prompt_mask = padded_embeddings(
+        [texts["prompts"][c] for c in classes], encoder.encode_texts)
+    attribute_emb, attribute_mask = padded_embeddings(
+        [texts["attributes"][c] for c in classes], encoder.encode_texts)
+    pack = TrainingPack(
+        jpeg=jpeg, label=label, slide=codes(np.array(slides)), patient=codes(np.array(patients)),
+        is_val=is_val, classes=classes, prompt_emb=prompt_emb, prompt_mask=prompt_mask,
+        attribute_emb=attribute_emb, attribute_mask=attribute_mask, texts=texts)
+    pack.save(out)
+    return pack
+
+
+def build_test_pack(labels_csv: Path, split_path: Path, out: Path,
+                    text_encoder: str = "minilm") -> TrainingPack:
+    """Pack the *test* sources of a split (for evaluating runs where ../shared is absent)."""
+    from histoseek.encoders.registry import create_encoder
+
+    dataset = load_dataset(labels_csv)
+    _, test_idx = Split.load(split_path).indices(dataset)
+    test = dataset.subset(test_idx, "test")
+    classes = test.classes
+    texts = knowledge_texts(classes)
+    encoder = create_encoder(text_encoder)
+    prompt_emb, prompt_mask = padded_embeddings(
+        [texts["prompts"][c] for c in classes], encoder.encode_texts)
+    attribute_emb, attribute_mask = padded_embeddings(
+        [texts["attributes"][c] for c in classes], encoder.encode_texts)
+    pack = TrainingPack(
+        jpeg=[encode_jpeg(query_tile(p, 224)[0], JPEG_QUALITY)
+              for p in tqdm(test.paths, desc="packing test tiles")],
+        label=np.array([classes.index(c) for c in test.labels], np.int64),
+        slide=codes(test.extra.get("slide_id", test.source_ids)), patient=codes(test.source_ids),
+        is_val=np.ones(len(test), bool), classes=classes, prompt_emb=prompt_emb,
+        prompt_mask=prompt_mask, attribute_emb=attribute_emb, attribute_mask=attribute_mask,
+        texts=texts)
+    pack.save(out)
+    return pack
