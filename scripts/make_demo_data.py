@@ -1,13 +1,15 @@
 """Rebuild the bundled demo set from ../shared (run once by maintainers; output is committed).
 
-Six EBHI-Seg tiles per class, each from a different case (source_id), chosen by a seeded draw,
-copied unchanged; plus the CMU-1-Small-Region slide. Both licences allow redistribution with
+Six EBHI-Seg tiles per class, each from a different case (source_id) of the *test* part of
+configs/splits/ebhi-seg-seed0.json (so the built-in model never trained on them), chosen by a
+seeded draw, copied unchanged; plus the CMU-1-Small-Region slide. Both licences allow redistribution with
 attribution (see src/histoseek/demo_data/ATTRIBUTION.md).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import random
 import shutil
 from pathlib import Path
@@ -15,11 +17,14 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 OUT = Path(__file__).resolve().parents[1] / "src" / "histoseek" / "demo_data"
 PER_CLASS = 6
+SPLIT = Path(__file__).resolve().parents[1] / "configs" / "splits" / "ebhi-seg-seed0.json"
 
 
 def main() -> None:
     with open(SHARED / "ebhi-seg" / "labels.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
+    test_sources = set(json.loads(SPLIT.read_text())["test_sources"])
+    rows = [r for r in rows if r["source_id"] in test_sources]
     rng = random.Random(0)
     chosen = []
     for label in sorted({r["label"] for r in rows}):

@@ -260,7 +260,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path], P
     """A small classic library of the good tiles, and a 0.25-mpp slide for region queries."""
     base = tmp_path_factory.mktemp("built")
     good = make_good(base / "tiles")
-    with Library.create(base / "lib") as lib:
+    with Library.create(base / "lib", encoder="classic") as lib:
         lib.add([base / "tiles"], progress=False)
     slide = write_pyramid_tiff(base / "slide.tif", he_like_pixels(768, 1024), mpp=0.25)
     return base / "lib", good, slide
@@ -290,7 +290,7 @@ def test_bad_file_skipped_in_batch(case: BadFile, good_folder: tuple[Path, list[
     root, good = good_folder
     bad = case.make(root / "a").resolve()
     paths = [root] if case.discoverable else [root, bad]
-    with Library.create(tmp_path / "lib") as lib:
+    with Library.create(tmp_path / "lib", encoder="classic") as lib:
         report = lib.add(paths, progress=False)
         assert_listed(report, bad, case.problem)
         assert sorted(report.added) == sorted(str(p) for p in good)
@@ -333,7 +333,7 @@ def test_nonexistent_path(good_folder: tuple[Path, list[Path]], tmp_path: Path) 
     missing = tmp_path / "nowhere" / "slide.svs"
     with pytest.raises(SlideReadError, match=re.escape(f"{missing}: no such file")):
         open_slide(missing)
-    with Library.create(tmp_path / "lib") as lib:
+    with Library.create(tmp_path / "lib", encoder="classic") as lib:
         report = lib.add([root, missing], progress=False)
         assert_listed(report, missing, r"no such file or folder")
         assert_consistent(lib, good)
@@ -352,7 +352,7 @@ def test_unreadable_folder(good_folder: tuple[Path, list[Path]], tmp_path: Path)
         make_good(folder)
         folder.chmod(0)
     try:
-        with Library.create(tmp_path / "lib") as lib:
+        with Library.create(tmp_path / "lib", encoder="classic") as lib:
             report = lib.add([root, folder], progress=False)
             assert_listed(report, folder, problem)
             assert_consistent(lib, good)
@@ -378,7 +378,7 @@ def test_duplicate_content_in_one_batch_is_added_once(tmp_path: Path) -> None:
     good = make_good(root)
     copy = root / "b" / "copy_of_a.png"
     shutil.copy(good[0], copy)
-    with Library.create(tmp_path / "lib") as lib:
+    with Library.create(tmp_path / "lib", encoder="classic") as lib:
         report = lib.add([root], progress=False)
         assert report.failures == []
         assert len(report.added) == 2 and report.unchanged == [str(copy.resolve())]
@@ -421,7 +421,7 @@ def test_create_over_existing_library_and_unknown_encoder(
         built: tuple[Path, list[Path], Path], tmp_path: Path) -> None:
     lib_dir, _, _ = built
     with pytest.raises(LibraryError, match="a library exists here already"):
-        Library.create(lib_dir)
+        Library.create(lib_dir, encoder="classic")
     with pytest.raises(UnknownEncoderError) as info:
         Library.create(tmp_path / "lib", encoder="no-such-encoder")
     assert "no-such-encoder" in str(info.value) and "classic" in str(info.value)
@@ -531,7 +531,7 @@ def test_labels_csv_without_path_column(good_folder: tuple[Path, list[Path]],
     root, _ = good_folder
     labels = tmp_path / "labels.csv"
     labels.write_text("file,label\ngood_a.png,tumour\n")
-    with Library.create(tmp_path / "lib") as lib:
+    with Library.create(tmp_path / "lib", encoder="classic") as lib:
         with pytest.raises(InputError) as info:
             lib.add([root], labels=labels, progress=False)
         assert str(labels) in str(info.value) and "lacks column(s) path" in str(info.value)

@@ -71,7 +71,7 @@ def indexed(tile_folder: Path, tmp_path: Path) -> Path:
             for p in sorted(tile_folder.rglob("*.png"))]
     labels.write_text("path,label,source_id\n" + "\n".join(rows) + "\n")
     lib = tmp_path / "lib"
-    result = run("index", lib, tile_folder, "--labels", labels)
+    result = run("index", lib, tile_folder, "--labels", labels, "--encoder", "classic")
     assert "12 files added, 0 already indexed, 0 failed; 12 tiles" in result.stdout
     return lib
 

@@ -111,6 +111,8 @@ def search(
     exclude: Annotated[list[str] | None, typer.Option(help="key=value to exclude")] = None,
     mpp: Annotated[float | None, typer.Option(help="mpp of the query slide")] = None,
     group: Annotated[bool, typer.Option(help="group tile hits by slide")] = False,
+    expand: Annotated[bool, typer.Option(help="expand text with knowledge-base attributes")
+                      ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per hit")] = False,
 ) -> None:
     """Search a library by image, region, slide or text."""
@@ -121,7 +123,8 @@ def search(
         with Library.open(library) as lib:
             hits = lib.search(image=image, text=text, slide=slide, region=region, k=k,
                               where=parse_filters(where), exclude=parse_filters(exclude),
-                              target=target, mpp=mpp, group=group)  # type: ignore[arg-type]
+                              target=target, mpp=mpp, group=group,  # type: ignore[arg-type]
+                              expand=expand)
     except HistoseekError as exc:
         _fail(exc)
     if as_json:
@@ -144,7 +147,7 @@ def print_hits(hits: list, title: str | None = None) -> None:  # type: ignore[ty
         row = [str(rank), f"{hit.score:.3f}", hit.kind, hit.slide or ""]
         if reports:
             text = hit.text or ""
-            row += [hit.label or "", text[:160] + ("…" if len(text) > 160 else "")]
+            row += [hit.label or "", text[:90] + ("…" if len(text) > 90 else "")]
         else:
             where = hit.regions[0] if hit.kind == "slide" and hit.regions else hit
             box = "" if where.x is None else f"{where.x},{where.y},{where.w},{where.h}"

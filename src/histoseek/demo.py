@@ -9,10 +9,9 @@ from pathlib import Path
 from rich.console import Console
 
 from histoseek.errors import NoTextTowerError
-from histoseek.search.library import Library
+from histoseek.search.library import DEFAULT_ENCODER, Library
 from histoseek.viz.grid import GridCell, render_grid
 
-DEFAULT_ENCODER = "classic"
 console = Console()
 
 

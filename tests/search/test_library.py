@@ -72,7 +72,7 @@ def _encoders(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def lib(tmp_path: Path) -> Library:
-    library = Library.create(tmp_path / "lib")
+    library = Library.create(tmp_path / "lib", encoder="classic")
     yield library
     library.store.close()
 
@@ -95,7 +95,8 @@ def _assert_index_matches_store(library: Library) -> None:
 # -- lifecycle ---------------------------------------------------------------------------------
 def test_create_open_round_trip(tmp_path: Path) -> None:
     tiling = TilingConfig(target_mpp=1.0, tile_px=128, min_tissue=0.3)
-    with Library.create(tmp_path / "lib", index="hnsw", tiling=tiling) as created:
+    with Library.create(tmp_path / "lib", index="hnsw", tiling=tiling,
+                        encoder="classic") as created:
         manifest = dict(created.manifest)
     with Library.open(tmp_path / "lib") as opened:
         assert opened.manifest == manifest
@@ -107,16 +108,16 @@ def test_create_open_round_trip(tmp_path: Path) -> None:
 
 
 def test_create_refuses_existing_and_open_refuses_missing(tmp_path: Path) -> None:
-    Library.create(tmp_path / "lib").close()
+    Library.create(tmp_path / "lib", encoder="classic").close()
     with pytest.raises(LibraryError, match="exists"):
-        Library.create(tmp_path / "lib")
+        Library.create(tmp_path / "lib", encoder="classic")
     with pytest.raises(LibraryError, match="no histoseek library"):
         Library.open(tmp_path / "nothing")
     (tmp_path / "afile").write_text("x")
     with pytest.raises(LibraryError, match="not a folder"):
-        Library.create(tmp_path / "afile")
+        Library.create(tmp_path / "afile", encoder="classic")
     with pytest.raises(LibraryError, match="unknown index"):
-        Library.create(tmp_path / "lib2", index="annoy")  # type: ignore[arg-type]
+        Library.create(tmp_path / "lib2", index="annoy", encoder="classic")  # type: ignore[arg-type]
     assert not (tmp_path / "lib2" / "library.sqlite").exists()
 
 
@@ -360,7 +361,7 @@ def test_multimodal_text_to_image_and_image_to_text(tmp_path: Path, tile_folder:
 # -- removing ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
 def test_remove_from_sqlite_and_faiss(tmp_path: Path, tile_folder: Path, kind: str) -> None:
-    lib = Library.create(tmp_path / "lib", index=kind)  # type: ignore[arg-type]
+    lib = Library.create(tmp_path / "lib", index=kind, encoder="classic")  # type: ignore[arg-type]
     lib.add(tile_folder, progress=False)
     gone = tile_folder / "pink" / "pink_0.png"
     assert lib.remove(gone) == 1
@@ -383,7 +384,7 @@ def test_remove_from_sqlite_and_faiss(tmp_path: Path, tile_folder: Path, kind: s
 def test_reconcile_after_lost_or_stale_faiss(tmp_path: Path, tile_folder: Path,
                                              pyramid_tiff: Path, kind: str) -> None:
     root = tmp_path / "lib"
-    with Library.create(root, index=kind) as lib:  # type: ignore[arg-type]
+    with Library.create(root, index=kind, encoder="classic") as lib:  # type: ignore[arg-type]
         lib.add(tile_folder, progress=False)
     faiss_file = root / "vectors" / "image.faiss"
     shutil.copy(faiss_file, tmp_path / "old.faiss")
@@ -414,7 +415,7 @@ def test_reconcile_after_lost_or_stale_faiss(tmp_path: Path, tile_folder: Path,
 def test_ann_libraries_agree_with_flat(tmp_path: Path, tile_folder: Path) -> None:
     tops = {}
     for kind in ("flat", "hnsw", "ivfpq"):
-        with Library.create(tmp_path / kind, index=kind) as lib:  # type: ignore[arg-type]
+        with Library.create(tmp_path / kind, index=kind, encoder="classic") as lib:  # type: ignore[arg-type]
             lib.add(tile_folder, progress=False)
             tops[kind] = [lib.search(image=p, k=1)[0].slide for p in _tiles(tile_folder)]
     assert tops["flat"] == [p.name for p in _tiles(tile_folder)]
@@ -427,7 +428,7 @@ def test_ann_libraries_agree_with_flat(tmp_path: Path, tile_folder: Path) -> Non
 def test_real_slides_region_self_retrieval(tmp_path: Path, shared_data: Path) -> None:
     cmu = shared_data / "tiny-wsi" / "cmu-1-small-region.svs"
     tcga = shared_data / "tiny-wsi" / "tcga-cr-7395-01a-01-ts1.svs"
-    with Library.create(tmp_path / "lib") as lib:
+    with Library.create(tmp_path / "lib", encoder="classic") as lib:
         assert lib.add([cmu], progress=False).tiles > 0  # mpp from the file (0.499)
         assert lib.add([tcga], mpp=0.25, progress=False).tiles > 0  # the file has none
         rows = list(lib.store.tile_rows(lib.store.all_ids("image")).values())

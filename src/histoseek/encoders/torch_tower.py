@@ -23,7 +23,10 @@ def resolve_device(device: str | None) -> torch.device:
 def tiles_to_tensor(tiles: np.ndarray, pre: Preprocess, device: torch.device) -> torch.Tensor:
     """Turn uint8 ``[n, h, w, 3]`` tiles into a normalised float ``[n, 3, s, s]`` batch."""
     tiles = check_tiles(tiles)
-    x = torch.from_numpy(np.ascontiguousarray(tiles)).to(device).permute(0, 3, 1, 2).float()
+    tiles = np.ascontiguousarray(tiles)
+    if not tiles.flags.writeable:  # torch warns on read-only buffers (e.g. from np.asarray(PIL))
+        tiles = tiles.copy()
+    x = torch.from_numpy(tiles).to(device).permute(0, 3, 1, 2).float()
     x = x / 255.0
     if x.shape[-2:] != (pre.input_px, pre.input_px):
         x = F.interpolate(

@@ -46,6 +46,7 @@ from histoseek.slides.reader import open_slide
 from histoseek.slides.tiling import TilingConfig, read_region_tile
 
 DB_NAME = "library.sqlite"
+DEFAULT_ENCODER = "histoseek-base"  # the built-in model: offline, both towers
 FORMAT_VERSION = 1
 CHECKPOINT_SECONDS = 60.0
 Target = Literal["tiles", "slides", "reports"]
@@ -68,7 +69,8 @@ class Library:
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, encoder: str = "classic", pretrained: str | None = None,
+    def create(cls, path: str | Path, encoder: str = DEFAULT_ENCODER,
+               pretrained: str | None = None,
                text_encoder: str = "minilm", index: IndexKind = "flat",
                tiling: TilingConfig | None = None, device: str = "cpu") -> Library:
         """Make a new library folder for ``encoder``; refuses a folder that is one already."""
@@ -111,7 +113,7 @@ class Library:
                     f"{path}: library was built with encoder '{lib.manifest['encoder']['name']}'"
                     f", not '{encoder}'; use a new library folder for another encoder")
             return lib
-        return cls.create(path, encoder=encoder or "classic", **create_args)
+        return cls.create(path, encoder=encoder or DEFAULT_ENCODER, **create_args)
 
     def close(self) -> None:
         self.save()
@@ -320,14 +322,16 @@ class Library:
                region: str | tuple[str | Path, int, int, int, int] | None = None,
                vector: np.ndarray | None = None, k: int = 10, where: dict[str, Any] | None = None,
                exclude: dict[str, Any] | None = None, target: Target | None = None,
-               mpp: float | None = None, group: bool = False, max_query_tiles: int = 64
-               ) -> list[Hit]:
+               mpp: float | None = None, group: bool = False, max_query_tiles: int = 64,
+               expand: bool = True) -> list[Hit]:
         """Run one query of any type; exactly one of image/text/slide/region/vector.
 
         ``target`` picks what comes back: ``tiles`` (default for images and regions),
         ``slides`` (default for slide queries), ``reports`` (default for text). ``where`` and
         ``exclude`` filter on label, source_id, path, slide, kind or metadata keys. ``vector``
-        is an embedding already in the library's image space (float32 ``[dim]``).
+        is an embedding already in the library's image space (float32 ``[dim]``). With
+        ``expand``, a text naming a knowledge-base entity (or a synonym) is extended with that
+        entity's attribute sentences before it is embedded (KEP-style query expansion).
         """
         given = [name for name, v in (("image", image), ("text", text), ("slide", slide),
                                       ("region", region), ("vector", vector)) if v is not None]
@@ -341,6 +345,10 @@ class Library:
         if kind == "text":
             if not str(text).strip():
                 raise EmptyQueryError("the text query is empty: give some words to search for")
+            if expand:
+                from histoseek.knowledge.tree import expand_query
+
+                text = expand_query(str(text))
             if target == "reports":
                 return self._search_space("text", self.text_encoder.encode_texts([text]), k,
                                           where, exclude)
