@@ -26,6 +26,6 @@ tail -n 3 "$out"/results/*.log
 (cd "$out" && tar czf results.tgz results && rm -rf results)
 for cfg in "$@"; do
   name=$(basename "$cfg" .yaml)
-  case $name in histoseek-base|withheld) cp "runs/dev/$name/best.safetensors" "$out/$name.safetensors";; esac
+  cp "runs/dev/$name/best.safetensors" "$out/$name.safetensors"
 done
 ls -la "$out"

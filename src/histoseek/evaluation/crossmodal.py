@@ -51,8 +51,10 @@ def evaluate_zeroshot(data: Path, classes: Path | ClassPrompts, encoder_name: st
     cache = EmbeddingCache(cache_dir)
     images = embed_paths(encoder, dataset.paths, cache, progress=progress)
     cache.close()
-    predicted, _ = zero_shot_predict(images, class_embeddings(encoder, prompts), prompts.classes)
+    predicted, sims = zero_shot_predict(images, class_embeddings(encoder, prompts),
+                                        prompts.classes)
     metrics = classification_metrics(dataset.labels, predicted, prompts.classes)
+    metrics.update(text_to_image_metrics(sims, dataset.labels, prompts.classes))
     result = {**{k: round(v, 4) for k, v in metrics.items()}, "n_queries": len(dataset),
               "dataset": dataset.name, "protocol": "zero-shot from class prompts",
               "encoder_version": encoder.info.version, "prompts": prompts.prompts}
@@ -73,6 +75,23 @@ def evaluate_zeroshot(data: Path, classes: Path | ClassPrompts, encoder_name: st
                  extra_lines=[f"Data: {dataset.name}, {len(dataset)} images. Prompts from "
                               f"`{prompts.source}`:", *prompt_lines])
     return result
+
+
+def text_to_image_metrics(sims: np.ndarray, labels: np.ndarray, classes: list[str],
+                          k: int = 10) -> dict[str, float]:
+    """Each class description as a text query over the images: mean P@k, R@k (hit rate)
+    and recall@k (relevant found / min(k, relevant)) over the classes present."""
+    p, hit, rec = [], [], []
+    for c, name in enumerate(classes):
+        n_rel = int((labels == name).sum())
+        if n_rel == 0:
+            continue
+        relevant = labels[np.argsort(-sims[:, c])[:k]] == name
+        p.append(relevant.mean())
+        hit.append(float(relevant.any()))
+        rec.append(relevant.sum() / min(k, n_rel))
+    return {f"t2i_P@{k}": float(np.mean(p)), f"t2i_R@{k}": float(np.mean(hit)),
+            f"t2i_recall@{k}": float(np.mean(rec))}
 
 
 def read_pairs(path: Path) -> tuple[list[Path], list[str]]:

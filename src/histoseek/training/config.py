@@ -40,6 +40,7 @@ class TrainConfig:
     device: str = "auto"
     max_steps_per_epoch: int | None = None
     augment_strength: float = 1.0
+    balanced_sampling: bool = False
 
 
 @dataclass(frozen=True)

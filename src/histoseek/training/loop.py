@@ -135,16 +135,28 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
         "attribute_mask": torch.from_numpy(pack.attribute_mask[seen]).to(device),
     }
     train_idx = np.flatnonzero(~pack.is_val)
-    sup_idx = np.flatnonzero(~pack.is_val & (pack.label >= -1))
     val_idx = np.flatnonzero(pack.is_val & (pack.label >= 0))
     val_tiles = np.stack([decode_jpeg(pack.jpeg[i]) for i in val_idx])
     transform = train_transform(px, mean, std, config.train.augment_strength)
-    dataset = TwoViewDataset(pack, train_idx if True else sup_idx, transform)
-    loader = DataLoader(dataset, batch_size=config.train.batch_size, shuffle=True,
+    dataset = TwoViewDataset(pack, train_idx, transform)
+    generator = torch.Generator().manual_seed(config.seed)
+    sampler = None
+    if config.train.balanced_sampling:
+        # rare classes (normal, serrated adenoma: ~3% of tiles each) are drawn as often as
+        # common ones; unlabelled tiles keep the average weight
+        labels_tr = pack.label[train_idx]
+        counts = np.bincount(labels_tr[labels_tr >= 0], minlength=len(seen)).astype(float)
+        per_tile = np.where(labels_tr >= 0, 1.0 / np.maximum(counts[labels_tr.clip(0)], 1), 0)
+        per_tile[labels_tr < 0] = per_tile[labels_tr >= 0].mean()
+        sampler = torch.utils.data.WeightedRandomSampler(
+            torch.from_numpy(per_tile), num_samples=len(train_idx), replacement=True,
+            generator=generator)
+    loader = DataLoader(dataset, batch_size=config.train.batch_size, shuffle=sampler is None,
+                        sampler=sampler,
                         drop_last=True, num_workers=config.train.num_workers,
                         persistent_workers=config.train.num_workers > 0,
                         pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(config.seed))
+                        generator=generator)
     steps_per_epoch = len(loader)
     if config.train.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.train.max_steps_per_epoch)
