@@ -110,8 +110,10 @@ def bench(n: int, dim: int, k: int, n_queries: int, index: str, workdir: Path) -
     return {
         "n": n, "dim": dim, "k": k, "index": index, "queries": n_queries,
         "build_s": round(build_s, 1),
-        "library_ms_median": round(1e3 * med_lib, 3), "raw_faiss_ms_median": round(1e3 * med_raw, 3),
-        "library_ms_p95": round(1e3 * p95(lib_times), 3), "raw_faiss_ms_p95": round(1e3 * p95(raw_times), 3),
+        "library_ms_median": round(1e3 * med_lib, 3),
+        "raw_faiss_ms_median": round(1e3 * med_raw, 3),
+        "library_ms_p95": round(1e3 * p95(lib_times), 3),
+        "raw_faiss_ms_p95": round(1e3 * p95(raw_times), 3),
         "ratio_median": round(med_lib / med_raw, 3),
         "library_recall_at_k_vs_exact": round(recall, 3),
     }

@@ -59,6 +59,20 @@ class EmbeddingCache:
         self.conn.close()
 
 
+def encoder_from_spec(spec: str, device: str = "cpu") -> Encoder:
+    """``NAME`` or ``NAME@WEIGHTS`` (a hub id or local path), e.g. to compare checkpoints."""
+    from histoseek.encoders.registry import create_encoder
+
+    name, _, pretrained = spec.partition("@")
+    return create_encoder(name, pretrained=pretrained or None, device=device)
+
+
+def file_tag(spec: str) -> str:
+    """A file-name-safe tag for an encoder spec: ``NAME`` or ``NAME-<weights stem>``."""
+    name, _, pretrained = spec.partition("@")
+    return f"{name}-{Path(pretrained).stem}" if pretrained else name
+
+
 def encoder_key(encoder: Encoder, tile_px: int) -> str:
     return f"{encoder.info.name}|{encoder.info.version}|{encoder.info.dim}|{tile_px}"
 

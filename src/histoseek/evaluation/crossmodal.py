@@ -13,7 +13,7 @@ import numpy as np
 from histoseek.encoders.base import Encoder, l2_normalise
 from histoseek.encoders.registry import create_encoder
 from histoseek.errors import InputError, NoTextTowerError
-from histoseek.evaluation.cache import EmbeddingCache, embed_paths
+from histoseek.evaluation.cache import EmbeddingCache, embed_paths, file_tag
 from histoseek.evaluation.datasets import load_dataset
 from histoseek.evaluation.metrics import classification_metrics, confusion, crossmodal_metrics
 from histoseek.evaluation.pictures import confusion_plot, per_class_bars
@@ -23,7 +23,8 @@ from histoseek.evaluation.retrieval import select_subset
 
 
 def _two_tower(name: str, device: str) -> Encoder:
-    encoder = create_encoder(name, device=device)
+    base, _, pretrained = name.partition("@")  # NAME or NAME@WEIGHTS
+    encoder = create_encoder(base, pretrained=pretrained or None, device=device)
     if not (encoder.has_images and encoder.has_texts):
         raise NoTextTowerError(
             f"encoder '{name}' does not have both an image and a text tower; zero-shot and "
@@ -62,7 +63,7 @@ def evaluate_zeroshot(data: Path, classes: Path | ClassPrompts, encoder_name: st
     (out / "metrics.json").write_text(json.dumps({encoder_name: result}, indent=2))
     matrix, labels = confusion(dataset.labels, predicted, prompts.classes)
     confusion_plot(matrix, list(labels), f"{encoder_name}: zero-shot ({dataset.name})",
-                   out / f"confusion_{encoder_name}.png")
+                   out / f"confusion_{file_tag(encoder_name)}.png")
     per_class = {c: float(np.mean(predicted[dataset.labels == c] == c))
                  for c in dataset.classes}
     per_class_bars({encoder_name: per_class}, "accuracy", out / "per_class.png")

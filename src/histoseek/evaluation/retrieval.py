@@ -15,9 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from histoseek.encoders.registry import create_encoder
 from histoseek.errors import InputError
-from histoseek.evaluation.cache import EmbeddingCache, embed_paths
+from histoseek.evaluation.cache import (
+    EmbeddingCache,
+    embed_paths,
+    encoder_from_spec,
+    file_tag,
+)
 from histoseek.evaluation.datasets import Dataset, load_dataset
 from histoseek.evaluation.metrics import (
     confusion,
@@ -79,7 +83,7 @@ def evaluate_retrieval(setup: RetrievalSetup) -> dict[str, dict[str, Any]]:
     per_class: dict[str, dict[str, float]] = {}
     rankings_rows: list[list[Any]] = []
     for name in setup.encoders:
-        encoder = create_encoder(name, device=setup.device)
+        encoder = encoder_from_spec(name, setup.device)
         started = time.perf_counter()
         emb = embed_paths(encoder, dataset.paths, cache, progress=setup.progress)
         ranking = rank_neighbours(emb, dataset.labels, k_max, groups)
@@ -99,9 +103,10 @@ def evaluate_retrieval(setup: RetrievalSetup) -> dict[str, dict[str, Any]]:
                               for p in majority_vote_labels(ranked, k_cls)])
         classes = dataset.classes + (["(none)"] if "(none)" in predicted else [])
         matrix, labels = confusion(dataset.labels, predicted, classes)
+        tag = file_tag(name)
         confusion_plot(matrix, list(labels), f"{name}: top-{k_cls} majority vote ({protocol})",
-                       setup.out / f"confusion_{name}.png")
-        _worst_queries(dataset, ranking, ranked, k_cls, setup.out / f"worst_{name}.png", name)
+                       setup.out / f"confusion_{tag}.png")
+        _worst_queries(dataset, ranking, ranked, k_cls, setup.out / f"worst_{tag}.png", name)
         rankings_rows.extend(_ranking_rows(name, dataset, ranking))
     per_class_bars(per_class, "P@5", setup.out / "per_class.png")
     (setup.out / "metrics.json").write_text(json.dumps(results, indent=2))

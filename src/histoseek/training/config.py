@@ -72,6 +72,10 @@ def load_config(path: Path, **overrides: Any) -> RunConfig:
         raise InputError(f"{path}: cannot read training config ({exc})") from exc
     if not isinstance(raw, dict) or "data" not in raw or "name" not in raw:
         raise InputError(f"{path}: a training config needs 'name' and 'data'")
+    top = {f.name for f in fields(RunConfig)}  # a typo here would silently drop a section
+    if set(raw) - top:
+        raise InputError(f"{path}: unknown key(s) {', '.join(sorted(set(raw) - top))}; "
+                         f"expected {', '.join(sorted(top))}")
     data = dict(raw["data"])
     data["unlabelled"] = tuple(_build(UnlabelledSlide, u, f"{path}: data.unlabelled")
                                for u in data.get("unlabelled", []))

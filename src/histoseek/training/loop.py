@@ -62,7 +62,10 @@ def _seen_classes(pack: TrainingPack, withhold: tuple[str, ...]) -> tuple[list[i
     """Class indices trained with labels, and a map old label → new label (or -1)."""
     unknown = sorted(set(withhold) - set(pack.classes))
     if unknown:
-        raise ValueError(f"withheld class(es) {unknown} are not in the pack {pack.classes}")
+        from histoseek.errors import InputError
+
+        raise InputError(f"data.withhold: class(es) {unknown} are not in the pack "
+                         f"{pack.classes}; fix the training config's withhold list")
     seen = [i for i, c in enumerate(pack.classes) if c not in withhold]
     remap = np.full(len(pack.classes) + 1, -1, np.int64)  # index -1 (unlabelled) maps to -1
     for new, old in enumerate(seen):

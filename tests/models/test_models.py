@@ -1,0 +1,196 @@
+"""histoseek.models: the registry, the towers' shapes and norms, GeM, and weight files
+(packaged, tampered, missing, wrong architecture, fp16 round trip)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from histoseek.errors import UnknownEncoderError, WeightsNotFoundError
+from histoseek.models import create_model, factory, get_model_config, list_models
+from histoseek.models.factory import save_weights, sha256_of, weights_dir
+from histoseek.models.layers import GeM
+
+NAME = "histoseek-base"
+
+
+@pytest.fixture(scope="module")
+def random_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model(NAME)
+
+
+@pytest.fixture(scope="module")
+def batch() -> torch.Tensor:
+    return torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+
+
+def packaged_path() -> Path:
+    return weights_dir() / get_model_config(NAME)["weights"]["file"]
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# --- registry ------------------------------------------------------------------------------
+def test_list_models_has_the_builtin() -> None:
+    assert NAME in list_models()
+
+
+def test_unknown_model_lists_known_ones() -> None:
+    with pytest.raises(UnknownEncoderError, match=NAME) as info:
+        create_model("no-such-model")
+    assert "no-such-model" in str(info.value)
+
+
+def test_get_model_config_is_a_copy() -> None:
+    config = get_model_config(NAME)
+    config["architecture"]["embed_dim"] = 7
+    assert get_model_config(NAME)["architecture"]["embed_dim"] == 256
+
+
+# --- shapes and norms ----------------------------------------------------------------------
+@torch.inference_mode()
+def test_random_forward_gives_unit_vectors(random_model: torch.nn.Module,
+                                           batch: torch.Tensor) -> None:
+    emb = random_model.eval().encode_image(batch)
+    assert emb.shape == (2, 256)
+    assert torch.isfinite(emb).all()
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert not torch.allclose(emb[0], emb[1])  # different inputs, different vectors
+
+
+@torch.inference_mode()
+def test_without_neck_is_smaller_and_still_unit(batch: torch.Tensor,
+                                                random_model: torch.nn.Module) -> None:
+    torch.manual_seed(0)
+    plain = create_model(NAME, use_neck=False)
+    assert plain.image.neck is None
+    assert n_params(plain) < n_params(random_model)
+    emb = plain.encode_image(batch)
+    assert emb.shape == (2, 256)
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+@torch.inference_mode()
+def test_region_embeddings_are_a_grid_of_unit_vectors(random_model: torch.nn.Module,
+                                                      batch: torch.Tensor) -> None:
+    fmap = random_model.image.feature_map(batch)
+    regions = random_model.image.region_embeddings(fmap)
+    assert regions.shape == (2, 4, 256)
+    assert torch.allclose(regions.norm(dim=-1), torch.ones(2, 4), atol=1e-5)
+    assert regions.shape == random_model.image.region_embeddings(fmap, grid=2).shape
+    assert random_model.image.region_embeddings(fmap, grid=1).shape == (2, 1, 256)
+
+
+@torch.inference_mode()
+def test_text_projection_is_unit_norm_for_any_leading_shape(
+        random_model: torch.nn.Module) -> None:
+    gen = torch.Generator().manual_seed(2)
+    flat = random_model.encode_text(torch.randn(3, 384, generator=gen))
+    assert flat.shape == (3, 256)
+    assert torch.allclose(flat.norm(dim=-1), torch.ones(3), atol=1e-5)
+    grouped = random_model.encode_text(torch.randn(4, 5, 384, generator=gen))  # [C, P, 384]
+    assert grouped.shape == (4, 5, 256)
+    assert torch.allclose(grouped.norm(dim=-1), torch.ones(4, 5), atol=1e-5)
+
+
+# --- GeM -----------------------------------------------------------------------------------
+def test_gem_with_p1_is_average_pooling() -> None:
+    x = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(3)) + 0.1
+    gem = GeM(p=1.0)
+    expected = F.adaptive_avg_pool2d(x, 1).flatten(1)
+    assert torch.allclose(gem(x), expected, atol=1e-6)
+
+
+def test_gem_matches_a_hand_computed_generalised_mean() -> None:
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # [1, 1, 2, 2]
+    assert GeM(p=1.0)(x).item() == pytest.approx(2.5)
+    assert GeM(p=2.0)(x).item() == pytest.approx(((1 + 4 + 9 + 16) / 4) ** 0.5, rel=1e-6)
+    assert GeM(p=3.0)(x).item() == pytest.approx(((1 + 8 + 27 + 64) / 4) ** (1 / 3), rel=1e-6)
+    # large p approaches the maximum, p below 1 is clamped to average pooling
+    assert GeM(p=60.0)(x).item() == pytest.approx(4.0, rel=0.05)
+    assert GeM(p=0.2)(x).item() == pytest.approx(2.5)
+
+
+# --- packaged weights ----------------------------------------------------------------------
+def test_shipped_weights_are_small_and_match_the_recorded_sha256() -> None:
+    path = packaged_path()
+    assert path.is_file()
+    assert path.stat().st_size <= 25 * 1024 * 1024
+    assert sha256_of(path) == get_model_config(NAME)["weights"]["sha256"]
+
+
+@torch.inference_mode()
+def test_packaged_weights_load_and_differ_from_random(random_model: torch.nn.Module,
+                                                      batch: torch.Tensor) -> None:
+    trained = create_model(NAME, pretrained=True)
+    assert not trained.training
+    emb = trained.encode_image(batch)
+    assert emb.shape == (2, 256)
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
+    assert not torch.allclose(emb, random_model.eval().encode_image(batch), atol=1e-3)
+    again = create_model(NAME, pretrained="packaged").encode_image(batch)
+    assert torch.equal(emb, again)
+
+
+def test_tampered_packaged_weights_are_refused(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    tampered = tmp_path / packaged_path().name
+    shutil.copyfile(packaged_path(), tampered)
+    data = bytearray(tampered.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    monkeypatch.setattr(factory, "weights_dir", lambda: tmp_path)
+    with pytest.raises(WeightsNotFoundError, match="sha256"):
+        create_model(NAME, pretrained=True)
+
+
+def test_missing_packaged_weights_say_how_to_get_them(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(factory, "weights_dir", lambda: tmp_path)
+    with pytest.raises(WeightsNotFoundError, match="missing") as info:
+        create_model(NAME, pretrained=True)
+    message = str(info.value)
+    assert "reinstall" in message and "histoseek train" in message
+
+
+def test_missing_local_weights_file(tmp_path: Path) -> None:
+    with pytest.raises(WeightsNotFoundError, match="no such weights file"):
+        create_model(NAME, pretrained=tmp_path / "nope.safetensors")
+
+
+def test_unreadable_weights_file(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"this is not a safetensors file")
+    with pytest.raises(WeightsNotFoundError, match="safetensors"):
+        create_model(NAME, pretrained=junk)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
+    other = save_weights(create_model(NAME, use_neck=False), tmp_path / "plain.safetensors")
+    assert len(other) == 64
+    with pytest.raises(WeightsNotFoundError, match="do not fit"):
+        create_model(NAME, pretrained=tmp_path / "plain.safetensors")
+
+
+@torch.inference_mode()
+def test_fp16_save_round_trip_stays_close(random_model: torch.nn.Module, batch: torch.Tensor,
+                                          tmp_path: Path) -> None:
+    path = tmp_path / "w.safetensors"
+    digest = save_weights(random_model, path)
+    assert digest == sha256_of(path)
+    from safetensors.torch import load_file
+
+    stored = load_file(str(path))
+    assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
+    reloaded = create_model(NAME, pretrained=path)
+    reference = random_model.eval()
+    assert (reloaded.encode_image(batch) - reference.encode_image(batch)).abs().max() < 1e-2
+    text = torch.randn(3, 384, generator=torch.Generator().manual_seed(4))
+    assert (reloaded.encode_text(text) - reference.encode_text(text)).abs().max() < 1e-2

@@ -1,0 +1,204 @@
+"""CI smoke test of ``histoseek train``: a few CPU steps on a pack of the bundled demo tiles.
+
+Checks the run folder (metrics, curve, weights), resuming (a finished run does nothing new; a
+larger ``--epochs`` continues it), withheld classes, evaluation on a test pack, and config
+validation. Not a model-quality test.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+import histoseek
+from histoseek.cli import app
+from histoseek.errors import InputError
+from histoseek.models import create_model
+from histoseek.training import loop
+from histoseek.training.config import load_config
+from histoseek.training.evaluate_pack import evaluate_run
+from histoseek.training.pack import build_pack, build_test_pack
+
+LABELS = Path(histoseek.__file__).parent / "demo_data" / "tiles" / "labels.csv"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("packs")
+    split = root / "split.json"
+    build_pack(LABELS, split, [], root / "train.npz", val_fraction=0.34, seed=0)
+    build_test_pack(LABELS, split, root / "test.npz")
+    return {"root": root, "split": split, "train": root / "train.npz",
+            "test": root / "test.npz"}
+
+
+def write_config(path: Path, packs: dict[str, Path], **changes: Any) -> Path:
+    """A configs/quick.yaml look-alike pointing at the demo pack (absolute paths)."""
+    config: dict[str, Any] = {
+        "name": "smoke", "model": "histoseek-base", "seed": 0,
+        "data": {"labels": str(LABELS), "split": str(packs["split"]),
+                 "pack": str(packs["train"]), "withhold": [], "val_fraction": 0.34},
+        "train": {"ssl_epochs": 1, "epochs": 1, "batch_size": 8, "lr": 0.001,
+                  "warmup_epochs": 0, "num_workers": 0, "device": "cpu",
+                  "max_steps_per_epoch": 2},
+        "ssl_losses": {"simclr": 1.0},
+        "losses": {"arcface": 1.0, "knowledge": 1.0, "fgcr": 0.5, "hierarchical": 0.5},
+    }
+    for section, values in changes.items():
+        if isinstance(values, dict):
+            config[section] = {**config[section], **values}
+        else:
+            config[section] = values
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def train_cli(config: Path, out: Path, *extra: str) -> Any:
+    result = runner.invoke(app, ["train", "--config", str(config), "--out", str(out), *extra])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def metric_rows(run: Path) -> list[dict[str, str]]:
+    with open(run / "metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def checkpoint_epoch(run: Path) -> int:
+    return int(torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+               ["state"]["epoch"])
+
+
+@pytest.fixture(scope="module")
+def run(packs: dict[str, Path]) -> dict[str, Any]:
+    out = packs["root"] / "run"
+    config = write_config(packs["root"] / "smoke.yaml", packs)
+    result = train_cli(config, out)
+    return {"out": out, "config": config, "output": result.output}
+
+
+def test_run_writes_metrics_curve_and_weights(run: dict[str, Any]) -> None:
+    out: Path = run["out"]
+    rows = metric_rows(out)
+    assert [(r["epoch"], r["stage"]) for r in rows] == [("1", "ssl"), ("2", "supervised")]
+    for row in rows:
+        assert math.isfinite(float(row["loss"]))
+        assert 0.0 <= float(row["val_score"]) <= 1.0
+    assert math.isfinite(float(rows[0]["simclr"]))
+    for name in ("arcface", "knowledge", "fgcr", "hierarchical"):
+        assert math.isfinite(float(rows[1][name])), name
+    curve = out / "loss_curve.png"
+    assert curve.read_bytes()[:8] == PNG_MAGIC
+    with Image.open(curve) as image:
+        assert image.width > 100 and image.height > 100
+    assert checkpoint_epoch(out) == 2
+    assert "weights:" in run["output"] and "best.safetensors" in run["output"]
+
+
+@torch.inference_mode()
+def test_best_weights_load_into_the_model(run: dict[str, Any]) -> None:
+    model = create_model("histoseek-base", pretrained=run["out"] / "best.safetensors")
+    emb = model.encode_image(torch.zeros(1, 3, 224, 224))
+    assert emb.shape == (1, 256) and torch.isfinite(emb).all()
+    # training changed the weights: they are not the packaged ones
+    packaged = create_model("histoseek-base", pretrained=True)
+    assert not torch.allclose(emb, packaged.encode_image(torch.zeros(1, 3, 224, 224)))
+
+
+def test_rerun_resumes_and_more_epochs_continue(run: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(run["out"], out)
+    best_before = (out / "best.safetensors").read_bytes()
+
+    again = train_cli(run["config"], out)
+    assert "resuming" in again.output and "after epoch 2" in again.output
+    assert "epoch 1/" not in again.output and "epoch 2/" not in again.output
+    assert len(metric_rows(out)) == 2
+    assert checkpoint_epoch(out) == 2
+    assert (out / "best.safetensors").read_bytes() == best_before
+
+    longer = train_cli(run["config"], out, "--epochs", "2")
+    assert "resuming" in longer.output and "epoch 3/3" in longer.output
+    rows = metric_rows(out)
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert rows[2]["stage"] == "supervised" and math.isfinite(float(rows[2]["loss"]))
+    assert checkpoint_epoch(out) == 3
+
+
+def test_withheld_class_is_invisible_to_the_label_losses(
+        packs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen_text: list[int] = []
+    seen_labels: list[int] = []
+    real_step = loop.step_losses
+
+    def spy(model: Any, heads: Any, batch: dict[str, torch.Tensor], *args: Any,
+            **kwargs: Any) -> Any:
+        text = args[1] if len(args) > 1 else kwargs["text"]
+        seen_text.append(int(text["prompt_emb"].shape[0]))
+        seen_labels.extend(batch["label"].tolist())
+        assert heads.arcface.num_classes == 5
+        return real_step(model, heads, batch, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "step_losses", spy)
+    config = write_config(tmp_path / "withhold.yaml", packs,
+                          data={"withhold": ["normal"]}, train={"ssl_epochs": 0})
+    train_cli(config, tmp_path / "run")
+    assert seen_text and set(seen_text) == {5}
+    assert max(seen_labels) <= 4 and min(seen_labels) >= -1
+    heads = torch.load(tmp_path / "run" / "last.pt", map_location="cpu",
+                       weights_only=False)["heads"]
+    arcface = [v for k, v in heads.items() if k.startswith("arcface.")]
+    assert arcface and all(5 * 3 in v.shape for v in arcface)  # 5 classes x 3 sub-centres
+
+    pack = loop.TrainingPack.load(packs["train"])
+    seen, remap = loop._seen_classes(pack, ("normal",))
+    assert [pack.classes[i] for i in seen] == [c for c in pack.classes if c != "normal"]
+    assert remap[pack.classes.index("normal")] == -1 and remap[-1] == -1
+
+
+def test_withholding_an_unknown_class_fails_cleanly(packs: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    config = write_config(tmp_path / "bad.yaml", packs, data={"withhold": ["normall"]})
+    result = runner.invoke(app, ["train", "--config", str(config), "--out",
+                                 str(tmp_path / "run")])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SystemExit)  # a clean error, not a traceback
+    assert "normall" in result.output
+
+
+def test_evaluate_run_on_a_test_pack(run: dict[str, Any], packs: dict[str, Path]) -> None:
+    metrics = evaluate_run(run["out"], packs["test"])
+    assert metrics["n_test_tiles"] > 0
+    for key in ("retrieval_mMV@5", "zeroshot_balanced_accuracy", "text2image_P@10"):
+        assert math.isfinite(float(metrics[key])), key
+        assert 0.0 <= float(metrics[key]) <= 1.0, key
+
+
+@pytest.mark.parametrize(("section", "key"), [("train", "epochz"), ("data", "packs"),
+                                              ("losses", "arcfac"), (None, "losess")])
+def test_load_config_rejects_unknown_keys(packs: dict[str, Path], tmp_path: Path,
+                                          section: str | None, key: str) -> None:
+    config = write_config(tmp_path / "c.yaml", packs)
+    raw = yaml.safe_load(config.read_text())
+    (raw[section] if section else raw)[key] = 1
+    config.write_text(yaml.safe_dump(raw))
+    with pytest.raises(InputError, match=key):
+        load_config(config)
+
+
+def test_load_config_reads_the_smoke_config(run: dict[str, Any]) -> None:
+    config = load_config(run["config"], epochs=3)
+    assert config.train.epochs == 3 and config.train.ssl_epochs == 1
+    assert config.data.withhold == ()
+    assert config.losses.arcface == 1.0 and config.ssl_losses.simclr == 1.0
