@@ -2,8 +2,8 @@
 
 Up to six EBHI-Seg tiles per class, each from a different case (source_id) of the *test*
 part of configs/splits/ebhi-seg-seed0.json (so the built-in model never trained on them),
-chosen by a seeded draw, copied unchanged; plus the CMU-1-Small-Region slide. Both licences allow redistribution with
-attribution (see src/histoseek/demo_data/ATTRIBUTION.md).
+chosen by a seeded draw, copied unchanged; plus the CMU-1-Small-Region slide. Both licences
+allow redistribution with attribution (see src/histoseek/demo_data/ATTRIBUTION.md).
 """
 
 from __future__ import annotations
