@@ -37,12 +37,14 @@ def retrieval_section(workdir: Path) -> list[str]:
     data = SHARED / "ebhi-seg" / "labels.csv"
     if not data.is_file():
         return ["## Retrieval", "", "../shared/data/ebhi-seg is absent: not run.", ""]
-    lines = ["## Image retrieval on EBHI-Seg (2,228 tiles, 6 classes, 354 cases)", ""]
+    lines = ["## Baselines: image retrieval on all of EBHI-Seg (2,228 tiles, 6 classes, 354 cases)",
+             "", "The offline encoders that need no training here; the built-in model is scored "
+             "on the held-out test split only (next section), since it trained on the rest.", ""]
     for protocol, extra in (("leave-one-case-out", ["--exclude-same", "source_id"]),
                             ("no exclusion (leaky: same-case neighbours allowed)", [])):
         out = workdir / ("eval-loso" if extra else "eval-leaky")
         cmd = [sys.executable, "-m", "histoseek.cli", "eval", "retrieval", "--data", str(data),
-               "--out", str(out), "--k", "1,5,10", *extra]
+               "--out", str(out), "--k", "1,5,10", "--cache", str(workdir / "cache"), *extra]
         for enc in OFFLINE_IMAGE_ENCODERS:
             cmd += ["--encoder", enc]
         t0 = time.perf_counter()
@@ -61,6 +63,128 @@ def retrieval_section(workdir: Path) -> list[str]:
     lines += ["R@K is the top-K hit rate, P@K precision, mMV@K the top-K majority vote, mAP@K "
               "average precision normalised by min(K, relevant eligible items), MRR the mean "
               "reciprocal rank of the first same-class hit.", ""]
+    return lines
+
+
+def _eval(cmd_tail: list[str], out: Path) -> dict:
+    run([sys.executable, "-m", "histoseek.cli", "eval", *cmd_tail, "--out", str(out),
+         "--cache", str(out.parent / "cache")])
+    return json.loads((out / "metrics.json").read_text())
+
+
+def builtin_model_section(workdir: Path) -> list[str]:
+    """Issue 5's figures: the shipped model on the held-out test cases, with the harness."""
+    from histoseek.evaluation.report import markdown_table
+
+    data = SHARED / "ebhi-seg" / "labels.csv"
+    if not data.is_file():
+        return ["## Built-in model", "", "../shared/data is absent: not run.", ""]
+    split = ROOT / "configs" / "splits" / "ebhi-seg-seed0.json"
+    test = ["--split", str(split), "--subset", "test"]
+    lines = ["## histoseek-base on the EBHI-Seg test split (118 held-out cases, 743 tiles)", "",
+             "Split by case (`configs/splits/ebhi-seg-seed0.json`, seed 0); the model never saw "
+             "these cases. Retrieval is leave-one-case-out within the test split.", ""]
+    t0 = time.perf_counter()
+    ret = _eval(["retrieval", "--data", str(data), "--exclude-same", "source_id", "--k", "1,5,10",
+                 *test, "--encoder", "histoseek-base", "--encoder", "classic",
+                 "--encoder", "resnet18-random"], workdir / "base-retrieval")
+    gain = ret["histoseek-base"]["mMV@5"] - ret["classic"]["mMV@5"]
+    lines += [f"### Patch retrieval ({time.perf_counter() - t0:.0f} s)", "", markdown_table(ret),
+              f"mMV@5 gain over `classic`: **{100 * gain:+.1f} points** (target: +15).", ""]
+    zs = _eval(["zeroshot", "--data", str(data), "--classes",
+                str(ROOT / "configs" / "zeroshot" / "ebhi-seg.yaml"), "--encoder",
+                "histoseek-base", *test], workdir / "base-zeroshot")
+    z = zs["histoseek-base"]
+    lines += ["### Zero-shot classification and text → image (knowledge-base prompts only)", "",
+              "| encoder | accuracy | balanced accuracy | weighted F1 | text→image P@10 | "
+              "text→image R@10 | n |", "|---|---:|---:|---:|---:|---:|---:|",
+              f"| histoseek-base | {z['accuracy']:.3f} | {z['balanced_accuracy']:.3f} | "
+              f"{z['weighted_f1']:.3f} | {z['t2i_P@10']:.3f} | {z['t2i_R@10']:.3f} | "
+              f"{z['n_queries']} |", "",
+              "Target balanced accuracy 0.70 (chance 0.17): "
+              f"{'met' if z['balanced_accuracy'] >= 0.70 else '**not met**'}. Prompts: "
+              "`configs/zeroshot/ebhi-seg.yaml`, generated from the knowledge tree. "
+              "Text→image: each class's prompts (mean embedding) as one query over the test "
+              "tiles; P@10 precision, R@10 the top-10 hit rate.", ""]
+    for png in (workdir / "base-zeroshot").glob("confusion_*.png"):
+        shutil.copyfile(png, FIGURES / "zeroshot_confusion_histoseek-base.png")
+    for png in (workdir / "base-retrieval").glob("*.png"):
+        shutil.copyfile(png, FIGURES / f"test_{png.name}")
+    lines += ["Figures: [zero-shot confusion](figures/zeroshot_confusion_histoseek-base.png), "
+              "[retrieval confusion](figures/test_confusion_histoseek-base.png), "
+              "[worst queries](figures/test_worst_histoseek-base.png), "
+              "[per class](figures/test_per_class.png).", ""]
+    lines += training_records_section()
+    out = run([sys.executable, str(ROOT / "benchmarks" / "cross_domain.py"), "--out",
+               str(FIGURES)])
+    lines += ["### Cross-domain: the real slides in tiny-wsi", "",
+              "TCGA-CR-7395 is head & neck SCC (HNSC); the model has only seen colorectal "
+              "biopsies. Zero-shot over all 55 knowledge-tree entities, on the slide's tiles:", "",
+              "```", out.strip(), "```", "",
+              "![cross-domain retrieval grid](figures/cross_domain_grid.png)", ""]
+    out = run([sys.executable, str(ROOT / "benchmarks" / "bench_encoders.py")])
+    lines += ["### Encoding speed on CPU (224 px, batch 64)", "", "```", out.strip(), "```", ""]
+    return lines
+
+
+def training_records_section() -> list[str]:
+    """Ablation, variants and the withheld-classes stress test, from the recorded GPU runs."""
+    records = ROOT / "docs" / "training"
+    lines = ["### Ablation (each row adds one part; same split, seed, schedule)", "",
+             "Trained on one H100 (`scripts/device_train.sh`), 4 self-supervised + 26 supervised "
+             "epochs, no class balancing; scored by `histoseek.training.evaluate_pack` on the "
+             "test split packed as JPEG q72 (the GPU box has no ../shared), with the harness's "
+             "metric functions. Row E scored on the original test JPEGs by the harness: see "
+             "`harness_eval_of_gpu_runs.json`.", "",
+             "| row | model | mMV@5 | P@5 | mAP@5 | R@1 | zero-shot bal. acc | text→image P@10 |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    names = {"a-backbone-gem": "backbone + GeM (self-supervised + HLSS only)",
+             "b-neck": "+ local-global neck", "c-arcface": "+ sub-center ArcFace",
+             "d-knowledge": "+ knowledge alignment (KEP)",
+             "e-full": "+ text losses (FGCR instance + region)"}
+    for key, title in names.items():
+        path = records / f"{key}.eval.json"
+        if not path.is_file():
+            continue
+        d = json.loads(path.read_text())
+        lines.append(f"| {key[0].upper()} | {title} | {d['retrieval_mMV@5']:.3f} | "
+                     f"{d['retrieval_P@5']:.3f} | {d['retrieval_mAP@5']:.3f} | "
+                     f"{d['retrieval_R@1']:.3f} | {d['zeroshot_balanced_accuracy']:.3f} | "
+                     f"{d['text2image_P@10']:.3f} |")
+    harness = json.loads((records / "harness_eval_of_gpu_runs.json").read_text())
+    lines += ["", "### Variants of E, and the choice of the shipped weights", "",
+              "Chosen by validation score (mean of val mMV@5 and val zero-shot balanced accuracy "
+              "on held-out *training* cases); test figures (harness, original JPEGs) for all:", "",
+              "| variant | best epoch | val score | test mMV@5 | test zero-shot bal. acc | "
+              "test text→image P@10 |", "|---|---:|---:|---:|---:|---:|"]
+    for key in ("balanced", "balanced-knowledge2", "balanced-long"):
+        v = harness[key]
+        lines.append(f"| {key}{' (shipped)' if key == 'balanced-long' else ''} | "
+                     f"{v['selection']['best_epoch']} | {v['selection']['val_score']:.3f} | "
+                     f"{v['retrieval']['mMV@5']:.3f} | {v['zeroshot']['balanced_accuracy']:.3f} |"
+                     f" {v['zeroshot']['t2i_P@10']:.3f} |")
+    e = harness["e-full"]["selection"]
+    ef = harness["e-full"]
+    header = ("| variant | best epoch | val score | test mMV@5 | test zero-shot bal. acc | "
+              "test text→image P@10 |")
+    lines.insert(lines.index(header) + 2,
+                 f"| e-full (ablation E: no balancing, 26 epochs) | {e['best_epoch']} | "
+                 f"{e['val_score']:.3f} | {ef['retrieval']['mMV@5']:.3f} | "
+                 f"{ef['zeroshot']['balanced_accuracy']:.3f} | {ef['zeroshot']['t2i_P@10']:.3f} |")
+    lines += [""]
+    w = harness["withheld"]
+    acc = w["withheld_class_zero_shot_accuracy"]
+    lines += ["### Stress test: two classes' labels and knowledge withheld in training", "",
+              "Same as E but `normal` and `serrated_adenoma` were never labelled nor described to "
+              "the model (`configs/ablation/withheld.yaml`). Zero-shot on the test split "
+              f"(harness): overall balanced accuracy {w['zeroshot']['balanced_accuracy']:.3f}; "
+              f"on the withheld classes: normal **{acc['normal']:.3f}**, serrated adenoma "
+              f"**{acc['serrated_adenoma']:.3f}**. They were predicted as: "
+              + "; ".join(f"{c}: " + ", ".join(f"{n} {k}" for n, k in v)
+                          for c, v in w["withheld_class_predicted_as"].items()) + ".", "",
+              "Loss curves: [shipped model](training/histoseek-base.loss_curve.png), "
+              "[E](training/e-full.loss_curve.png); per-epoch metrics in `docs/training/*.csv`.",
+              ""]
     return lines
 
 
@@ -93,7 +217,9 @@ def main() -> None:
              f"Generated by `python benchmarks/run_all.py{' --quick' if args.quick else ''}` on "
              f"{datetime.now(UTC):%Y-%m-%d} ({platform.processor() or platform.machine()}, "
              f"{__import__('os').cpu_count()} CPU cores, no GPU).", ""]
+    FIGURES.mkdir(parents=True, exist_ok=True)
     lines += retrieval_section(args.workdir)
+    lines += builtin_model_section(args.workdir)
     if not args.skip_bench:
         lines += bench_section(args.quick)
     lines += [f"Total time: {time.perf_counter() - started:.0f} s.", ""]
