@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -30,11 +31,24 @@ def knowledge_texts(classes: list[str]) -> dict[str, dict[str, list[str]]]:
     return {"prompts": prompts, "attributes": attributes}
 
 
+def knowledge_arrays(classes: list[str], text_encoder: str = "minilm") -> dict[str, Any]:
+    """The pack's text fields: frozen sentence embeddings of each class's knowledge texts."""
+    from histoseek.encoders.registry import create_encoder
+
+    texts = knowledge_texts(classes)
+    encoder = create_encoder(text_encoder)
+    prompt_emb, prompt_mask = padded_embeddings(
+        [texts["prompts"][c] for c in classes], encoder.encode_texts)
+    attribute_emb, attribute_mask = padded_embeddings(
+        [texts["attributes"][c] for c in classes], encoder.encode_texts)
+    return {"prompt_emb": prompt_emb, "prompt_mask": prompt_mask,
+            "attribute_emb": attribute_emb, "attribute_mask": attribute_mask, "texts": texts}
+
+
 def build_pack(labels_csv: Path, split_path: Path, unlabelled: list[tuple[Path, float | None]],
                out: Path, val_fraction: float = 0.15, seed: int = 0,
                text_encoder: str = "minilm") -> TrainingPack:
     """Pack the training sources of ``split_path`` (written first if missing)."""
-    from histoseek.encoders.registry import create_encoder
 
     dataset = load_dataset(labels_csv)
     if split_path.is_file():
@@ -65,16 +79,10 @@ def build_pack(labels_csv: Path, split_path: Path, unlabelled: list[tuple[Path, 
         label = np.concatenate([label, np.full(len(jpeg) - len(label), -1, np.int64)])
         is_val = np.concatenate([is_val, np.zeros(len(jpeg) - len(is_val), bool)])
 
-    texts = knowledge_texts(classes)
-    encoder = create_encoder(text_encoder)
-    prompt_emb, prompt_mask = padded_embeddings(
-        [texts["prompts"][c] for c in classes], encoder.encode_texts)
-    attribute_emb, attribute_mask = padded_embeddings(
-        [texts["attributes"][c] for c in classes], encoder.encode_texts)
+    knowledge = knowledge_arrays(classes, text_encoder)
     pack = TrainingPack(
         jpeg=jpeg, label=label, slide=codes(np.array(slides)), patient=codes(np.array(patients)),
-        is_val=is_val, classes=classes, prompt_emb=prompt_emb, prompt_mask=prompt_mask,
-        attribute_emb=attribute_emb, attribute_mask=attribute_mask, texts=texts)
+        is_val=is_val, classes=classes, **knowledge)
     pack.save(out)
     return pack
 
@@ -82,25 +90,17 @@ def build_pack(labels_csv: Path, split_path: Path, unlabelled: list[tuple[Path, 
 def build_test_pack(labels_csv: Path, split_path: Path, out: Path,
                     text_encoder: str = "minilm") -> TrainingPack:
     """Pack the *test* sources of a split (for evaluating runs where ../shared is absent)."""
-    from histoseek.encoders.registry import create_encoder
 
     dataset = load_dataset(labels_csv)
     _, test_idx = Split.load(split_path).indices(dataset)
     test = dataset.subset(test_idx, "test")
     classes = test.classes
-    texts = knowledge_texts(classes)
-    encoder = create_encoder(text_encoder)
-    prompt_emb, prompt_mask = padded_embeddings(
-        [texts["prompts"][c] for c in classes], encoder.encode_texts)
-    attribute_emb, attribute_mask = padded_embeddings(
-        [texts["attributes"][c] for c in classes], encoder.encode_texts)
+    knowledge = knowledge_arrays(classes, text_encoder)
     pack = TrainingPack(
         jpeg=[encode_jpeg(query_tile(p, 224)[0], JPEG_QUALITY)
               for p in tqdm(test.paths, desc="packing test tiles")],
         label=np.array([classes.index(c) for c in test.labels], np.int64),
         slide=codes(test.extra.get("slide_id", test.source_ids)), patient=codes(test.source_ids),
-        is_val=np.ones(len(test), bool), classes=classes, prompt_emb=prompt_emb,
-        prompt_mask=prompt_mask, attribute_emb=attribute_emb, attribute_mask=attribute_mask,
-        texts=texts)
+        is_val=np.ones(len(test), bool), classes=classes, **knowledge)
     pack.save(out)
     return pack
