@@ -106,3 +106,23 @@ def tile_folder(tmp_path: Path) -> Path:
             Image.fromarray(np.clip(base, 0, 255).astype(np.uint8)).save(
                 root / name / f"{name}_{i}.png")
     return root
+
+
+@pytest.fixture
+def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No hub access and an empty model cache (for the foundation-model loader tests).
+
+    ``HF_HUB_OFFLINE`` is read once at import, so the constant is patched as well as the
+    environment.
+    """
+    from huggingface_hub import constants as hf_constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+
+
+@pytest.fixture(scope="module")
+def tiles() -> np.ndarray:
+    """Three small random uint8 RGB tiles ``[3, 40, 40, 3]``."""
+    return np.random.default_rng(0).integers(0, 256, size=(3, 40, 40, 3), dtype=np.uint8)

@@ -17,7 +17,6 @@ import open_clip
 import pytest
 import safetensors.torch
 import torch
-from huggingface_hub import constants as hf_constants
 
 from histoseek import create_encoder
 from histoseek.encoders import open_clip_models
@@ -36,17 +35,8 @@ MEAN, STD = (0.1, 0.2, 0.3), (0.3, 0.2, 0.1)
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test may reach the network or find a real model in the user's cache."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-
-
-@pytest.fixture(scope="module")
-def tiles() -> np.ndarray:
-    return np.random.default_rng(0).integers(0, 256, size=(3, 40, 40, 3), dtype=np.uint8)
+# offline_hub and tiles come from tests/conftest.py
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 @pytest.fixture(scope="module")

@@ -38,17 +38,8 @@ HOPTIMUS_ARGS = {**TINY, "img_size": 28, "global_pool": "token", "dynamic_img_si
 SWIGLU = {"mlp_layer": timm.layers.SwiGLUPacked, "act_layer": torch.nn.SiLU}
 
 
-@pytest.fixture(autouse=True)
-def offline_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test may reach the network or find a real model in the user's cache."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
-
-
-@pytest.fixture(scope="module")
-def tiles() -> np.ndarray:
-    return np.random.default_rng(0).integers(0, 256, size=(3, 40, 40, 3), dtype=np.uint8)
+# offline_hub and tiles come from tests/conftest.py
+pytestmark = pytest.mark.usefixtures("offline_hub")
 
 
 def _write_timm_folder(
