@@ -73,13 +73,29 @@ def _seen_classes(pack: TrainingPack, withhold: tuple[str, ...]) -> tuple[list[i
     return seen, remap
 
 
+def trunk_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype the backbone and neck run in; pooling, heads and losses stay fp32."""
+    if precision not in ("auto", "fp32", "bf16"):
+        from histoseek.errors import InputError
+
+        raise InputError(f"train.precision must be auto, fp32 or bf16, got {precision!r}")
+    if precision == "auto":
+        native = device.type == "cpu" and torch.backends.mkldnn.is_available() and bool(
+            torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return torch.bfloat16 if native else torch.float32
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
 def step_losses(model: torch.nn.Module, heads: LossHeads, batch: dict[str, torch.Tensor],
-                weights: LossWeights, text: dict[str, torch.Tensor], device: torch.device
-                ) -> tuple[torch.Tensor, dict[str, float]]:
+                weights: LossWeights, text: dict[str, torch.Tensor], device: torch.device,
+                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, dict[str, float]]:
     """One batch through the model and every enabled loss."""
     x = torch.cat([batch["view1"], batch["view2"]]).to(device, non_blocking=True)
+    x = x.contiguous(memory_format=torch.channels_last)  # oneDNN/cuDNN's fast conv layout
     n = len(batch["view1"])
-    fmap = model.image.feature_map(x)
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+        fmap = model.image.feature_map(x)
+    fmap = fmap.float()  # GeM's power and the losses' softmaxes want fp32
     emb = model.image.embed_map(fmap)
     labels = batch["label"].to(device)
     labels2 = torch.cat([labels, labels])
@@ -130,6 +146,8 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
     pre = get_model_config(config.model)["preprocess"]
     mean, std, px = tuple(pre["mean"]), tuple(pre["std"]), int(pre["input_px"])
     model = create_model(config.model, **config.model_overrides).to(device).train()
+    model = model.to(memory_format=torch.channels_last)
+    dtype = trunk_dtype(config.train.precision, device)
     heads = LossHeads(model.image.proj.out_features, len(seen)).to(device).train()
     text = {
         "prompt_emb": torch.from_numpy(pack.prompt_emb[seen]).to(device),
@@ -184,6 +202,8 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
         np.random.set_state(ckpt["rng"]["numpy"])
         random.setstate(ckpt["rng"]["python"])
         print(f"resuming {out} after epoch {state['epoch']}", flush=True)
+    print(f"training on {device} ({str(dtype).removeprefix('torch.')} trunk, "
+          f"{steps_per_epoch} steps/epoch, {total_epochs} epochs)", flush=True)
     metrics_path = out / "metrics.csv"
     (out / "config.json").write_text(__import__("json").dumps(asdict(config), indent=1,
                                                               default=str))
@@ -199,7 +219,7 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
         for step, batch in enumerate(loader):
             if step >= steps_per_epoch:
                 break
-            loss, parts = step_losses(model, heads, batch, weights, text, device)
+            loss, parts = step_losses(model, heads, batch, weights, text, device, dtype)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
