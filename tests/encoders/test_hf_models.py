@@ -26,7 +26,6 @@ from transformers import (
 
 from histoseek import create_encoder
 from histoseek.encoders.base import Preprocess, l2_normalise
-from histoseek.encoders.hf_models import parse_pretrained
 from histoseek.encoders.torch_tower import tiles_to_tensor
 from histoseek.errors import WeightsNotFoundError
 
@@ -164,17 +163,3 @@ def test_bare_hub_id_fails_fast_offline() -> None:
         create_encoder("phikon")  # registry default: owkin/phikon, not cached here
     assert time.perf_counter() - start < 5
     assert "pretrained=" in str(info.value)
-
-
-def test_parse_pretrained_tells_hub_ids_from_paths(tmp_path: Path) -> None:
-    assert parse_pretrained("vinid/plip", "plip", bare_hub_ids=True).kind == "hub"
-    hub = parse_pretrained("hf-hub:org/name@v1", "x", bare_hub_ids=False)
-    assert (hub.kind, hub.location, hub.revision) == ("hub", "org/name", "v1")
-    assert hub.hub_id == "org/name@v1"
-    assert parse_pretrained(str(tmp_path), "x", bare_hub_ids=True).kind == "dir"
-    with pytest.raises(WeightsNotFoundError):
-        parse_pretrained("vinid/plip", "plip", bare_hub_ids=False)
-    with pytest.raises(WeightsNotFoundError):
-        parse_pretrained("./relative/missing", "plip", bare_hub_ids=True)
-    with pytest.raises(WeightsNotFoundError, match="needs weights"):
-        parse_pretrained(None, "plip", bare_hub_ids=True)

@@ -28,7 +28,8 @@ from histoseek.encoders.base import (
     check_tiles,
     l2_normalise,
 )
-from histoseek.encoders.hf_models import (
+from histoseek.encoders.torch_tower import embed_tiles, resolve_device
+from histoseek.encoders.weights_source import (
     HUB_PREFIX,
     LOCAL_DIR_PREFIX,
     WeightsSource,
@@ -39,7 +40,6 @@ from histoseek.encoders.hf_models import (
     local_version,
     parse_pretrained,
 )
-from histoseek.encoders.torch_tower import embed_tiles, resolve_device
 from histoseek.errors import WeightsNotFoundError
 
 if TYPE_CHECKING:

@@ -32,7 +32,8 @@ from histoseek.encoders.base import (
     Preprocess,
     check_tiles,
 )
-from histoseek.encoders.hf_models import (
+from histoseek.encoders.torch_tower import embed_tiles, resolve_device
+from histoseek.encoders.weights_source import (
     HUB_PREFIX,
     LOCAL_DIR_PREFIX,
     WeightsSource,
@@ -43,7 +44,6 @@ from histoseek.encoders.hf_models import (
     local_version,
     parse_pretrained,
 )
-from histoseek.encoders.torch_tower import embed_tiles, resolve_device
 from histoseek.errors import WeightsNotFoundError
 
 if TYPE_CHECKING:
