@@ -138,6 +138,18 @@ def test_add_tile_folder_labels_and_readd_noop(lib: Library, tile_folder: Path) 
     assert set(lib.store.all_ids("image").tolist()) == before
 
 
+def test_other_files_in_folders_are_reported_not_dropped(lib: Library,
+                                                         tile_folder: Path) -> None:
+    (tile_folder / "labels.csv").write_text("path,label\n")
+    (tile_folder / "pink" / "notes.pdf").write_bytes(b"%PDF-1.4")
+    (tile_folder / "pink" / ".DS_Store").write_bytes(b"\0")  # hidden files stay quiet
+    report = lib.add(tile_folder, progress=False)
+    assert len(report.added) == 12 and not report.failures
+    skipped = [n for n in report.notes if "skipped" in n]
+    assert skipped == ["2 file(s) in the folders skipped: not a slide or image format "
+                       "histoseek reads (labels.csv, notes.pdf)"]
+
+
 def test_add_same_bytes_twice_indexes_once(lib: Library, tile_folder: Path) -> None:
     original = tile_folder / "pink" / "pink_0.png"
     shutil.copy(original, tile_folder / "pink" / "pink_0_copy.png")  # same run, same bytes

@@ -36,12 +36,20 @@ def _is_candidate(path: Path) -> bool:
         path.suffix.lower() in SUPPORTED_SUFFIXES)
 
 
-def discover(paths: list[Path], problems: list[tuple[str, str]]) -> list[FileJob]:
+def _is_skipped(path: Path) -> bool:
+    """A visible file inside a folder that histoseek does not read (a CSV, a PDF, ...)."""
+    return path.is_file() and not path.name.startswith(".") and not _is_candidate(path)
+
+
+def discover(paths: list[Path], problems: list[tuple[str, str]],
+             skipped: list[Path] | None = None) -> list[FileJob]:
     """Expand files and folders; ``DIR/<class>/<file>`` folders give the class as label.
 
     Unreadable folders are reported in ``problems`` rather than raised, so one bad folder does
-    not stop a batch.
+    not stop a batch. Files of other types found in folders go to ``skipped``, so the caller
+    can say so instead of dropping them silently; a file named directly is always tried.
     """
+    skipped = [] if skipped is None else skipped
     jobs: list[FileJob] = []
     for root in paths:
         root = Path(root)
@@ -60,9 +68,13 @@ def discover(paths: list[Path], problems: list[tuple[str, str]]) -> list[FileJob
         for child in children:
             if _is_candidate(child):
                 jobs.append(FileJob(child.resolve()))
+            elif _is_skipped(child):
+                skipped.append(child)
         for class_dir in class_dirs:
             try:
-                files = sorted(p for p in class_dir.rglob("*") if _is_candidate(p))
+                inside = sorted(class_dir.rglob("*"))
+                files = [p for p in inside if _is_candidate(p)]
+                skipped.extend(p for p in inside if _is_skipped(p))
             except PermissionError:
                 problems.append((str(class_dir),
                                  f"{class_dir}: folder cannot be read (permission denied)"))

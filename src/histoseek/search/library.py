@@ -228,7 +228,12 @@ class Library:
         report = IngestReport()
         problems: list[tuple[str, str]] = []
         paths = [paths] if isinstance(paths, str | Path) else list(paths)
-        jobs = discover([Path(p) for p in paths], problems)
+        skipped: list[Path] = []
+        jobs = discover([Path(p) for p in paths], problems, skipped)
+        if skipped:
+            shown = ", ".join(p.name for p in skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+            report.notes.append(f"{len(skipped)} file(s) in the folders skipped: not a slide or "
+                                f"image format histoseek reads ({shown})")
         if labels is not None:
             jobs = apply_labels(jobs, read_labels_csv(Path(labels)))
         if metadata:
