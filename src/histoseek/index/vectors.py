@@ -25,6 +25,13 @@ IVFPQ_MIN_TRAIN = 4096  # below this an IVF-PQ library searches exactly (flat) u
 class VectorIndex(Protocol):
     """What the library needs from a vector store."""
 
+    dim: int
+
+    @property
+    def scores_are_estimates(self) -> bool:
+        """True when scores are approximate, so the library re-scores from the record store."""
+        ...
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
 
     def remove(self, ids: np.ndarray) -> bool: ...
@@ -94,6 +101,11 @@ class FaissIndex:
     @property
     def is_exact(self) -> bool:
         return isinstance(faiss.downcast_index(self.index.index), faiss.IndexFlat)
+
+    @property
+    def scores_are_estimates(self) -> bool:
+        """True once IVF-PQ is trained: its scores come from codes, so callers re-score."""
+        return isinstance(faiss.downcast_index(self.index.index), faiss.IndexIVFPQ)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)

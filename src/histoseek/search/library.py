@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from histoseek.encoders.base import Encoder, EncoderInfo, l2_normalise
 from histoseek.encoders.registry import create_encoder
 from histoseek.errors import EmptyQueryError, InputError, LibraryError, LibraryMismatchError
+from histoseek.index.rescore import RESCORE_FACTOR, rescore
 from histoseek.index.store import RecordStore
 from histoseek.index.vectors import FaissIndex, IndexKind
 from histoseek.search.hits import Hit, IngestFailure, IngestReport
@@ -404,7 +405,12 @@ class Library:
                                 self.store.filtered_ids(space, None, exclude))
         if allow is not None and len(allow) == 0:
             return [[] for _ in queries]
-        scores, ids = index.search(queries, k, allow=allow, deny=deny)
+        if index.scores_are_estimates:
+            _, candidates = index.search(queries, k * RESCORE_FACTOR, allow=allow, deny=deny)
+            scores, ids = rescore(queries, candidates, lambda found: self.store.vectors_for(
+                space, found, index.dim), min(k, candidates.shape[1]))
+        else:
+            scores, ids = index.search(queries, k, allow=allow, deny=deny)
         kind = "tile" if space == "image" else "report"
         rows_of = self.store.tile_rows if kind == "tile" else self.store.report_rows
         rows = rows_of(sorted({int(i) for i in ids.ravel() if i >= 0}))
