@@ -202,3 +202,31 @@ def test_load_config_reads_the_smoke_config(run: dict[str, Any]) -> None:
     assert config.train.epochs == 3 and config.train.ssl_epochs == 1
     assert config.data.withhold == ()
     assert config.losses.arcface == 1.0 and config.ssl_losses.simclr == 1.0
+
+
+def test_ema_weights_are_validated_exported_and_resumed(packs: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    config = write_config(tmp_path / "ema.yaml", packs, train={"ema_decay": 0.5})
+    out = tmp_path / "run"
+    train_cli(config, out)
+    ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    steps = int(ckpt["ema"]["n_averaged"])  # one update per optimiser step
+    assert steps >= 2 and steps % 2 == 0  # 2 epochs of equal length
+    exported = load_file(out / "last.safetensors")
+    key = next(k for k in exported if k.endswith("proj.weight"))
+    average = ckpt["ema"][f"module.{key}"].half()
+    raw = ckpt["model"][key].half()
+    assert torch.equal(exported[key], average) and not torch.equal(exported[key], raw)
+    longer = train_cli(config, out, "--epochs", "2")  # resume restores the average, goes on
+    assert "resuming" in longer.output
+    assert int(torch.load(out / "last.pt", map_location="cpu",
+                          weights_only=False)["ema"]["n_averaged"]) == steps // 2 * 3
+
+
+def test_ema_decay_out_of_range_is_refused(packs: dict[str, Path], tmp_path: Path) -> None:
+    config = write_config(tmp_path / "bad-ema.yaml", packs, train={"ema_decay": 1.0})
+    result = runner.invoke(app, ["train", "--config", str(config), "--out",
+                                 str(tmp_path / "run")])
+    assert result.exit_code != 0 and "ema_decay" in result.output

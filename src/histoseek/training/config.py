@@ -44,6 +44,9 @@ class TrainConfig:
     # "auto": bf16 autocast for the convolutional trunk on a CPU with native bf16 (about 2-3x
     # faster there), fp32 elsewhere (the shipped weights were trained in fp32 on a GPU)
     precision: str = "auto"
+    # > 0: validate and export an exponential moving average of the weights (per step), which
+    # damps the epoch-to-epoch swings of a small validation set; 0 keeps the raw weights
+    ema_decay: float = 0.0
 
 
 @dataclass(frozen=True)

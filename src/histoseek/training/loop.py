@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -189,6 +190,15 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
                                   weight_decay=config.train.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / max(
         warmup, 1)) * 0.5 * (1 + math.cos(math.pi * min(s / total_steps, 1.0))))
+    ema = None
+    if not 0.0 <= config.train.ema_decay < 1.0:
+        from histoseek.errors import InputError
+
+        raise InputError(f"train.ema_decay must be in [0, 1), got {config.train.ema_decay}")
+    if config.train.ema_decay > 0:
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.train.ema_decay),
+                            use_buffers=True)
+    exported = ema.module if ema is not None else model  # what validation sees and export saves
     state = {"epoch": 0, "best": -1.0, "best_epoch": -1}
     ckpt_path = out / CHECKPOINT
     if ckpt_path.is_file():
@@ -198,6 +208,8 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
         optimiser.load_state_dict(ckpt["optimiser"])
         schedule.load_state_dict(ckpt["schedule"])
         state = ckpt["state"]
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         np.random.set_state(ckpt["rng"]["numpy"])
         random.setstate(ckpt["rng"]["python"])
@@ -225,6 +237,8 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
             torch.nn.utils.clip_grad_norm_(params, 5.0)
             optimiser.step()
             schedule.step()
+            if ema is not None:
+                ema.update_parameters(model)
             for k, v in {"loss": float(loss.detach()), **parts}.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", refresh=False)
@@ -234,17 +248,18 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
                                                                      started, 1),
                "lr": optimiser.param_groups[0]["lr"],
                **{k: v / max(steps_per_epoch, 1) for k, v in sums.items()}}
-        model.eval()
-        row.update(validation_scores(model, val_tiles, pack.label[val_idx],
+        exported.eval()
+        row.update(validation_scores(exported, val_tiles, pack.label[val_idx],
                                      pack.patient[val_idx], text, (px, mean, std), device))
         score = row["val_score"]
         _append_row(metrics_path, row)
         state["epoch"] = epoch + 1
         if stage == "supervised" and score > state["best"]:
             state.update(best=score, best_epoch=epoch + 1)
-            save_weights(model, out / "best.safetensors")
-        save_weights(model, out / "last.safetensors")
+            save_weights(exported, out / "best.safetensors")
+        save_weights(exported, out / "last.safetensors")
         torch.save({"model": model.state_dict(), "heads": heads.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
                     "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
                     "state": state, "rng": {"torch": torch.get_rng_state(),
                                             "numpy": np.random.get_state(),
