@@ -124,6 +124,9 @@ def builtin_model_section(workdir: Path) -> list[str]:
               "![cross-domain retrieval grid](figures/cross_domain_grid.png)", ""]
     out = run([sys.executable, str(ROOT / "benchmarks" / "bench_encoders.py")])
     lines += ["### Encoding speed on CPU (224 px, batch 64)", "", "```", out.strip(), "```", ""]
+    out = run([sys.executable, str(ROOT / "benchmarks" / "bench_train_step.py")])
+    lines += ["### Training step on CPU (the shipped config's step, median of 4)", "", "```",
+              out.strip(), "```", ""]
     return lines
 
 
@@ -184,7 +187,8 @@ def training_records_section() -> list[str]:
               + "; ".join(f"{c}: " + ", ".join(f"{n} {k}" for n, k in v)
                           for c, v in w["withheld_class_predicted_as"].items()) + ".", "",
               "Loss curves: [shipped model](training/histoseek-base.loss_curve.png), "
-              "[E](training/e-full.loss_curve.png); per-epoch metrics in `docs/training/*.csv`.",
+              "[E](training/e-full.loss_curve.png), [CPU run](training/cpu-base.loss_curve.png); "
+              "per-epoch metrics in `docs/training/*.csv`.",
               ""]
     return lines
 
