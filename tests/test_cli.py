@@ -164,3 +164,10 @@ def _tile(folder: Path) -> Path:
     path = folder / "q.png"
     Image.fromarray(np.full((32, 32, 3), (200, 120, 180), np.uint8)).save(path)
     return path
+
+
+def test_messages_with_long_paths_stay_on_one_line(tmp_path: Path) -> None:
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "library"
+    result = run("index", deep)
+    lines = [line for line in result.output.splitlines() if str(deep) in line]
+    assert lines, result.output  # the whole path, unbroken, on one line a user can copy

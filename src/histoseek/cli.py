@@ -20,8 +20,8 @@ from histoseek.errors import HistoseekError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="histoseek: search whole-slide images, tiles and reports.")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # no newlines inside file paths: logs stay copyable
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(exc: HistoseekError) -> None:
