@@ -195,7 +195,8 @@ def training_records_section() -> list[str]:
 
 def cpu_reproduction_section(records: Path) -> list[str]:
     """The shipped config trained again on this 2-core CPU, beside the GPU run it reproduces."""
-    runs = {"gpu-shipped": "GPU run (H100, fp32)", "cpu-base": "CPU run (2 cores, bf16 trunk)"}
+    runs = {"gpu-shipped": "GPU run (H100, fp32)", "cpu-base": "CPU run (2 cores, bf16 trunk)",
+            "short": "CPU run, `configs/variants/short.yaml` (16 supervised epochs)"}
     found = {k: json.loads((records / f"{k}.harness.json").read_text())
              for k in runs if (records / f"{k}.harness.json").is_file()}
     if "cpu-base" not in found:
