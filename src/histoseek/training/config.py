@@ -48,6 +48,10 @@ class TrainConfig:
     # damps the epoch-to-epoch swings of a small validation set; 0 keeps the raw weights
     ema_decay: float = 0.0
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InputError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+
 
 @dataclass(frozen=True)
 class RunConfig:

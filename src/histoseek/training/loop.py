@@ -191,10 +191,6 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / max(
         warmup, 1)) * 0.5 * (1 + math.cos(math.pi * min(s / total_steps, 1.0))))
     ema = None
-    if not 0.0 <= config.train.ema_decay < 1.0:
-        from histoseek.errors import InputError
-
-        raise InputError(f"train.ema_decay must be in [0, 1), got {config.train.ema_decay}")
     if config.train.ema_decay > 0:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.train.ema_decay),
                             use_buffers=True)
