@@ -142,8 +142,12 @@ def test_split_then_leave_one_source_out_retrieval(labelled: Path, tmp_path: Pat
     assert m["n_queries"] == 12
     assert "leave-one-source-out" in m["protocol"]
     assert m["encoder_version"] == "1"
+    assert set(m["ci95"]) == {"R@1", "mMV@1"}  # majority vote at k=5, else the first k
+    for key, (low, high) in m["ci95"].items():  # case-bootstrap interval around the figure
+        assert low <= m[key] <= high, key
 
     report = (out / "report.md").read_text()
+    assert "95% intervals from a bootstrap over the" in report
     assert report.startswith("# Image retrieval")
     assert "leave-one-source-out" in report
     header = next(line for line in report.splitlines() if line.startswith("| encoder |"))
@@ -307,6 +311,8 @@ def test_zeroshot_cli_on_the_test_split(fake_clip: None, labelled: Path,
     metrics = json.loads((out / "metrics.json").read_text())["fake-clip"]
     assert metrics["n_queries"] == len(test) < 12
     assert metrics["accuracy"] == 1.0
+    assert metrics["ci95"]["balanced_accuracy"] == [1.0, 1.0]
+    assert "balanced_accuracy [1.000, 1.000]" in (out / "report.md").read_text()
 
 
 def test_zeroshot_needs_prompts_for_every_class(fake_clip: None, tile_folder: Path,

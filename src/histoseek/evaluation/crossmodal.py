@@ -13,6 +13,12 @@ import numpy as np
 from histoseek.encoders.base import Encoder, l2_normalise
 from histoseek.encoders.registry import create_encoder
 from histoseek.errors import InputError, NoTextTowerError
+from histoseek.evaluation.bootstrap import (
+    balanced_accuracy_on,
+    case_bootstrap_ci,
+    ci_note,
+    mean_on,
+)
 from histoseek.evaluation.cache import EmbeddingCache, embed_paths, file_tag
 from histoseek.evaluation.datasets import load_dataset
 from histoseek.evaluation.metrics import classification_metrics, confusion, crossmodal_metrics
@@ -59,6 +65,15 @@ def evaluate_zeroshot(data: Path, classes: Path | ClassPrompts, encoder_name: st
     result = {**{k: round(v, 4) for k, v in metrics.items()}, "n_queries": len(dataset),
               "dataset": dataset.name, "protocol": "zero-shot from class prompts",
               "encoder_version": encoder.info.version, "prompts": prompts.prompts}
+    ci_lines = []
+    if dataset.source_ids is not None:
+        correct = predicted == dataset.labels
+        result["ci95"] = {
+            name: [round(v, 4) for v in case_bootstrap_ci(statistic, dataset.source_ids)]
+            for name, statistic in (("balanced_accuracy", balanced_accuracy_on(dataset.labels,
+                                                                               correct)),
+                                    ("accuracy", mean_on(correct)))}
+        ci_lines = [ci_note(result["ci95"], dataset.source_ids)]
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps({encoder_name: result}, indent=2))
     matrix, labels = confusion(dataset.labels, predicted, prompts.classes)
@@ -74,7 +89,7 @@ def evaluate_zeroshot(data: Path, classes: Path | ClassPrompts, encoder_name: st
     prompt_lines = [f"- **{c}**: " + " | ".join(t) for c, t in prompts.prompts.items()]
     write_report(out / "report.md", "Zero-shot classification", {encoder_name: result},
                  extra_lines=[f"Data: {dataset.name}, {len(dataset)} images. Prompts from "
-                              f"`{prompts.source}`:", *prompt_lines])
+                              f"`{prompts.source}`:", *prompt_lines, "", *ci_lines])
     return result
 
 

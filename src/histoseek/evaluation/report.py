@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-SKIP = {"dataset", "protocol", "encoder_version", "seconds", "prompts"}
+SKIP = {"dataset", "protocol", "encoder_version", "seconds", "prompts", "ci95"}
 FAMILIES = ("R@", "P@", "mMV@", "mAP@", "MRR", "i2t_R@", "t2i_R@", "i2t_MedR", "t2i_MedR")
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from histoseek.errors import InputError
+from histoseek.evaluation.bootstrap import case_bootstrap_ci, ci_note, mean_on
 from histoseek.evaluation.cache import (
     EmbeddingCache,
     embed_paths,
@@ -82,6 +83,7 @@ def evaluate_retrieval(setup: RetrievalSetup) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     per_class: dict[str, dict[str, float]] = {}
     rankings_rows: list[list[Any]] = []
+    ci_lines: list[str] = []
     for name in setup.encoders:
         encoder = encoder_from_spec(name, setup.device)
         started = time.perf_counter()
@@ -96,6 +98,9 @@ def evaluate_retrieval(setup: RetrievalSetup) -> dict[str, dict[str, Any]]:
                 time.perf_counter() - started, 1),
         }
         k_cls = 5 if 5 in setup.ks else setup.ks[0]
+        if dataset.source_ids is not None:
+            results[name]["ci95"] = _case_intervals(dataset, ranked, k_cls)
+            ci_lines.append(ci_note(results[name]["ci95"], dataset.source_ids, f"{name}: "))
         per_class[name] = {
             c: precision_at_k(dataset.labels[m], [ranked[i] for i in np.flatnonzero(m)], k_cls)
             for c in dataset.classes if (m := dataset.labels == c).any()}
@@ -119,10 +124,20 @@ def evaluate_retrieval(setup: RetrievalSetup) -> dict[str, dict[str, Any]]:
         f"Data: `{setup.data}` ({dataset.name}, {len(dataset)} images, "
         f"{len(dataset.classes)} classes). Protocol: {protocol}.",
         "R@K: top-K hit rate; P@K: precision; mMV@K: majority vote; mAP@K: AP normalised by "
-        "min(K, relevant eligible items); MRR over the top K.",
+        "min(K, relevant eligible items); MRR over the top K.", "", *ci_lines,
     ])
     cache.close()
     return results
+
+
+def _case_intervals(dataset: Dataset, ranked: list[list[str]], k: int
+                    ) -> dict[str, list[float]]:
+    """Case-bootstrap 95% intervals of R@1 and mMV@k (neighbours kept as ranked)."""
+    top1 = np.array([bool(row) and row[0] == label
+                     for row, label in zip(ranked, dataset.labels, strict=True)])
+    voted = majority_vote_labels(ranked, k) == dataset.labels
+    return {name: [round(v, 4) for v in case_bootstrap_ci(mean_on(hits), dataset.source_ids)]
+            for name, hits in (("R@1", top1), (f"mMV@{k}", voted))}
 
 
 def _ranking_rows(name: str, dataset: Dataset, ranking: Ranking) -> list[list[Any]]:
