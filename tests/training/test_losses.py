@@ -162,6 +162,26 @@ def test_knowledge_ignores_masked_prompts() -> None:
     torch.testing.assert_close(loss(images, labels, text, mask), loss(images, labels, padded, mask))
 
 
+def test_knowledge_margin_matches_shifted_logits_and_keeps_the_gradient() -> None:
+    text = unit(3, 4, 16, seed=27)
+    labels = torch.tensor([0, 1, 2, 0])
+    images = leaf(unit(4, 16, seed=28))
+    margin, temperature = 0.3, 0.1
+    loss = KnowledgeAlignment(temperature=temperature, margin=margin)(images, labels, text)
+    cosines = images @ KnowledgeAlignment.prototypes(text).t()
+    expected = F.cross_entropy((cosines - margin * F.one_hot(labels, 3)) / temperature, labels)
+    torch.testing.assert_close(loss, expected)
+    assert loss > KnowledgeAlignment(temperature=temperature)(images, labels, text)
+    loss.backward()
+    assert images.grad is not None and torch.isfinite(images.grad).all()
+
+
+@pytest.mark.parametrize("margin", [-0.1, 1.0])
+def test_knowledge_margin_out_of_range_fails(margin: float) -> None:
+    with pytest.raises(ValueError, match="margin"):
+        KnowledgeAlignment(margin=margin)
+
+
 def test_clip_lower_for_matching_pairs() -> None:
     images = unit(6, 16, seed=24)
     loss = ClipInfoNCE(learnable=False)

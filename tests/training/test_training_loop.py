@@ -225,8 +225,29 @@ def test_ema_weights_are_validated_exported_and_resumed(packs: dict[str, Path],
                           weights_only=False)["ema"]["n_averaged"]) == steps // 2 * 3
 
 
-def test_ema_decay_out_of_range_is_refused(packs: dict[str, Path], tmp_path: Path) -> None:
-    config = write_config(tmp_path / "bad-ema.yaml", packs, train={"ema_decay": 1.0})
+@pytest.mark.parametrize("key", ["ema_decay", "knowledge_margin"])
+def test_train_fraction_out_of_range_is_refused(packs: dict[str, Path], tmp_path: Path,
+                                                key: str) -> None:
+    config = write_config(tmp_path / "bad.yaml", packs, train={key: 1.0})
     result = runner.invoke(app, ["train", "--config", str(config), "--out",
                                  str(tmp_path / "run")])
-    assert result.exit_code != 0 and "ema_decay" in result.output
+    assert result.exit_code != 0 and key in result.output
+
+
+def test_knowledge_margin_reaches_the_loss(packs: dict[str, Path], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from histoseek.training import loop
+
+    made: list[float] = []
+    real = loop.KnowledgeAlignment
+
+    def spy(*args: object, **kwargs: float) -> object:
+        made.append(kwargs.get("margin", 0.0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "KnowledgeAlignment", spy)
+    config = write_config(tmp_path / "margin.yaml", packs, train={"knowledge_margin": 0.25})
+    result = runner.invoke(app, ["train", "--config", str(config), "--out",
+                                 str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert made == [0.25]

@@ -47,10 +47,15 @@ class TrainConfig:
     # > 0: validate and export an exponential moving average of the weights (per step), which
     # damps the epoch-to-epoch swings of a small validation set; 0 keeps the raw weights
     ema_decay: float = 0.0
+    # additive cosine margin of the knowledge alignment loss (0: plain cross-entropy)
+    knowledge_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ema_decay < 1.0:
             raise InputError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0.0 <= self.knowledge_margin < 1.0:
+            raise InputError(
+                f"train.knowledge_margin must be in [0, 1), got {self.knowledge_margin}")
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,11 @@ def seed_everything(seed: int) -> None:
 class LossHeads(torch.nn.Module):
     """Every loss with parameters lives here so one optimiser and one checkpoint hold all."""
 
-    def __init__(self, embed_dim: int, n_classes: int) -> None:
+    def __init__(self, embed_dim: int, n_classes: int, knowledge_margin: float = 0.0) -> None:
         super().__init__()
         self.arcface = SubCenterArcFace(embed_dim, max(n_classes, 1))
-        self.knowledge = KnowledgeAlignment(temperature=0.07, learnable=True)
+        self.knowledge = KnowledgeAlignment(temperature=0.07, learnable=True,
+                                            margin=knowledge_margin)
         self.fgcr = FGCRLoss(temperature=0.07)
         self.hierarchical = HierarchicalContrast(temperature=0.1)
         self.simclr = NTXent(temperature=0.2)
@@ -149,7 +150,8 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
     model = create_model(config.model, **config.model_overrides).to(device).train()
     model = model.to(memory_format=torch.channels_last)
     dtype = trunk_dtype(config.train.precision, device)
-    heads = LossHeads(model.image.proj.out_features, len(seen)).to(device).train()
+    heads = LossHeads(model.image.proj.out_features, len(seen),
+                      config.train.knowledge_margin).to(device).train()
     text = {
         "prompt_emb": torch.from_numpy(pack.prompt_emb[seen]).to(device),
         "prompt_mask": torch.from_numpy(pack.prompt_mask[seen]).to(device),

@@ -28,20 +28,31 @@ class KnowledgeAlignment(nn.Module):
     so each image is pulled to its own class's knowledge and pushed from every other
     class's. All ``C`` classes are in the softmax, whether present in the batch or not.
 
+    With ``margin`` m > 0 the own-class cosine is lowered to ``z_b . t_y - m`` before the
+    softmax (an additive cosine margin, as in CosFace): an image must be closer to its own
+    class's knowledge than to any other by m, not just closer, so the text prototypes become
+    a classifier with a margin, which is what zero-shot classification of new cases uses.
+
     Args:
         temperature: Softmax temperature ``T`` (initial value when learnable).
         learnable: Learn ``T`` (as a log logit scale).
         min_temperature: Lower bound on a learned ``T``; ignored when fixed.
+        margin: Additive cosine margin on the own class, in ``[0, 1)``; ``0`` is plain
+            cross-entropy.
 
     Raises:
-        ValueError: A temperature is out of range (see ``LogitScale``).
+        ValueError: A temperature or the margin is out of range.
     """
 
     def __init__(
-        self, temperature: float = 0.07, learnable: bool = False, min_temperature: float = 0.01
+        self, temperature: float = 0.07, learnable: bool = False, min_temperature: float = 0.01,
+        margin: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= margin < 1.0:
+            raise ValueError(f"margin must be in [0, 1), got {margin}")
         self.logit_scale = LogitScale(temperature, learnable, min_temperature)
+        self.margin = float(margin)
 
     @staticmethod
     def prototypes(class_text_emb: Tensor, prompt_mask: Tensor | None = None) -> Tensor:
@@ -103,5 +114,8 @@ class KnowledgeAlignment(nn.Module):
         check_float("class_text_emb", class_text_emb, 3, (None, None, dim))
         check_labels_in_range("labels", labels, class_text_emb.shape[0])
         prototypes = self.prototypes(class_text_emb, prompt_mask)
-        logits = self.logit_scale() * image_emb @ prototypes.t()
-        return F.cross_entropy(logits, labels.long())
+        cosines = image_emb @ prototypes.t()
+        if self.margin > 0:
+            own = F.one_hot(labels.long(), cosines.shape[1]).to(cosines.dtype)
+            cosines = cosines - self.margin * own
+        return F.cross_entropy(self.logit_scale() * cosines, labels.long())
