@@ -208,7 +208,10 @@ def _interval(bounds: list[float]) -> str:
 def cpu_reproduction_section(records: Path) -> list[str]:
     """The shipped config trained again on this 2-core CPU, beside the GPU run it reproduces."""
     runs = {"gpu-shipped": "GPU run (H100, fp32)", "cpu-base": "CPU run (2 cores, bf16 trunk)",
-            "short": "CPU run, `configs/variants/short.yaml` (16 supervised epochs)"}
+            "short": "CPU run, `configs/variants/short.yaml` (16 supervised epochs)",
+            "short-ema": "CPU run, `configs/variants/short-ema.yaml` (short + weight EMA 0.99)",
+            "short-margin": "CPU run, `configs/variants/short-margin.yaml` (short + knowledge "
+                            "margin 0.2)"}
     found = {k: json.loads((records / f"{k}.harness.json").read_text())
              for k in runs if (records / f"{k}.harness.json").is_file()}
     if "cpu-base" not in found:
@@ -226,14 +229,18 @@ def cpu_reproduction_section(records: Path) -> list[str]:
              "`scripts/eval_run.py` (the harness, original test JPEGs); the weights of each run "
              "are its best epoch by validation score.", "",
              "| run | best epoch | val score | test mMV@5 | test R@1 | test zero-shot bal. acc | "
-             "test text→image P@10 |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "its 95% interval (by case) | test text→image P@10 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for key, title in runs.items():
         if key in found:
             r = found[key]
+            zs_interval = (_interval(r["zeroshot"]["ci95"]["balanced_accuracy"])
+                           if "ci95" in r["zeroshot"] else "–")
             lines.append(f"| {title} | {r['selection']['best_epoch']} | "
                          f"{r['selection']['val_score']:.3f} | {r['retrieval']['mMV@5']:.3f} | "
                          f"{r['retrieval']['R@1']:.3f} | "
                          f"{r['zeroshot']['balanced_accuracy']:.3f} | "
+                         f"{zs_interval} | "
                          f"{r['zeroshot']['t2i_P@10']:.3f} |")
     return [*lines, ""]
 
