@@ -225,7 +225,7 @@ def cpu_reproduction_section(records: Path) -> list[str]:
              "(packing the data first takes about 15 s; target: 3 h). `train.precision: auto` "
              "runs the backbone and neck in bf16 on a CPU with native bf16 and keeps pooling, "
              "heads and losses in fp32 "
-             "(`python benchmarks/bench_train_step.py` times the step). Both rows scored by "
+             "(`python benchmarks/bench_train_step.py` times the step). Every row is scored by "
              "`scripts/eval_run.py` (the harness, original test JPEGs); the weights of each run "
              "are its best epoch by validation score.", "",
              "| run | best epoch | val score | test mMV@5 | test R@1 | test zero-shot bal. acc | "
