@@ -211,7 +211,9 @@ def cpu_reproduction_section(records: Path) -> list[str]:
             "short": "CPU run, `configs/variants/short.yaml` (16 supervised epochs)",
             "short-ema": "CPU run, `configs/variants/short-ema.yaml` (short + weight EMA 0.99)",
             "short-margin": "CPU run, `configs/variants/short-margin.yaml` (short + knowledge "
-                            "margin 0.2)"}
+                            "margin 0.2)",
+            "short-knowledge2": "CPU run, `configs/variants/short-knowledge2.yaml` (short + "
+                                "knowledge weight 2)"}
     found = {k: json.loads((records / f"{k}.harness.json").read_text())
              for k in runs if (records / f"{k}.harness.json").is_file()}
     if "cpu-base" not in found:
