@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from histoseek.errors import NoTextTowerError
+from histoseek.search.hits import Hit
 from histoseek.search.library import DEFAULT_ENCODER, Library
 from histoseek.viz.grid import GridCell, render_grid
 
@@ -53,8 +54,7 @@ def run_demo(out: Path, encoder: str | None = None, k: int = 5) -> Path:
             total += len(hits)
             grid_rows.append((
                 GridCell(lib.hit_pixels(_as_tile_hit(lib, query_path)), f"{label}"),
-                [GridCell(lib.hit_pixels(h, 160), f"{h.label}\n{h.score:.3f}", h.label == label)
-                 for h in hits]))
+                [_labelled_cell(lib, h, label) for h in hits]))
         console.print(f"image → image precision@{k} over {len(queries)} class queries, "
                       f"leave-one-case-out: {correct}/{total}", highlight=False)
 
@@ -78,7 +78,7 @@ def run_demo(out: Path, encoder: str | None = None, k: int = 5) -> Path:
         picture = render_grid(grid_rows, out / "retrieval_grid.png",
                               title=f"histoseek demo — encoder {info['encoder']['name']}: "
                                     "each query (blue) and its top hits, own case excluded "
-                                    "(green: same class, red: other class)")
+                                    "(green: same class, red: other class, grey: unlabelled)")
     console.print(f"retrieval grid: {picture}\nlibrary: {out / 'library'}", highlight=False)
     return picture
 
@@ -97,3 +97,12 @@ def _region_hit(region: tuple[Path, int, int, int, int]):  # type: ignore[no-unt
 
     path, x, y, w, h = region
     return Hit(score=1.0, kind="tile", id=-1, path=str(path), x=x, y=y, w=w, h=h)
+
+
+def _labelled_cell(lib: Library, hit: Hit, query_label: str) -> GridCell:
+    """Green/red by class; a hit without a label (a slide tile) is drawn neutral, not wrong."""
+    if hit.label is None:
+        return GridCell(lib.hit_pixels(hit, 160), f"{(hit.slide or '')[:14]} (no label)\n"
+                        f"{hit.score:.3f}", None)
+    return GridCell(lib.hit_pixels(hit, 160), f"{hit.label}\n{hit.score:.3f}",
+                    hit.label == query_label)

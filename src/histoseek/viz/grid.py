@@ -23,7 +23,7 @@ def render_grid(rows: list[tuple[GridCell, list[GridCell]]], out: Path, title: s
                 dpi: int = 100) -> Path:
     """Draw one row per query: the query tile, then its hits left to right."""
     n_cols = 1 + max((len(hits) for _, hits in rows), default=0)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.1 * n_cols, 2.35 * len(rows)),
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.1 * n_cols, 2.6 * len(rows)),
                              squeeze=False)
     for r, (query, hits) in enumerate(rows):
         for c in range(n_cols):
@@ -35,11 +35,13 @@ def render_grid(rows: list[tuple[GridCell, list[GridCell]]], out: Path, title: s
                 ax.axis("off")
                 continue
             ax.imshow(cell.pixels)
-            ax.set_xlabel(cell.caption, fontsize=7)
             colour = {True: "#1a9641", False: "#d7191c", None: "#555555"}[cell.good]
-            if c == 0:
+            if c == 0:  # marked below the tile: a title above crowds the caption of the row above
                 colour = "#2b83ba"
-                ax.set_title("query", fontsize=8, color=colour)
+                ax.set_xlabel(f"QUERY\n{cell.caption}", fontsize=7, color=colour,
+                              fontweight="bold")
+            else:
+                ax.set_xlabel(cell.caption, fontsize=7)
             for spine in ax.spines.values():
                 spine.set_edgecolor(colour)
                 spine.set_linewidth(3 if c == 0 or cell.good is not None else 1)
