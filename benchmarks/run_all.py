@@ -74,6 +74,7 @@ def _eval(cmd_tail: list[str], out: Path) -> dict:
 
 def builtin_model_section(workdir: Path) -> list[str]:
     """Issue 5's figures: the shipped model on the held-out test cases, with the harness."""
+    from histoseek.evaluation.bootstrap import format_interval
     from histoseek.evaluation.report import markdown_table
 
     data = SHARED / "ebhi-seg" / "labels.csv"
@@ -93,7 +94,7 @@ def builtin_model_section(workdir: Path) -> list[str]:
               f"mMV@5 gain over `classic`: **{100 * gain:+.1f} points** (target: +15). "
               "95% intervals from a bootstrap over the test cases (2,000 resamples of whole "
               "cases, neighbours as ranked): " + "; ".join(
-                  f"{name} mMV@5 {_interval(r['ci95']['mMV@5'])}" for name, r in ret.items()
+                  f"{name} mMV@5 {format_interval(r['ci95']['mMV@5'])}" for name, r in ret.items()
                   if "ci95" in r) + ".", ""]
     zs = _eval(["zeroshot", "--data", str(data), "--classes",
                 str(ROOT / "configs" / "zeroshot" / "ebhi-seg.yaml"), "--encoder",
@@ -103,7 +104,7 @@ def builtin_model_section(workdir: Path) -> list[str]:
               "| encoder | accuracy | balanced accuracy | 95% interval (by case) | weighted F1 | "
               "text→image P@10 | text→image R@10 | n |", "|---|---:|---:|---:|---:|---:|---:|---:|",
               f"| histoseek-base | {z['accuracy']:.3f} | {z['balanced_accuracy']:.3f} | "
-              f"{_interval(z['ci95']['balanced_accuracy'])} | "
+              f"{format_interval(z['ci95']['balanced_accuracy'])} | "
               f"{z['weighted_f1']:.3f} | {z['t2i_P@10']:.3f} | {z['t2i_R@10']:.3f} | "
               f"{z['n_queries']} |", "",
               "The interval resamples whole test cases (2,000 times): the test split has 6 "
@@ -201,12 +202,10 @@ def training_records_section() -> list[str]:
     return lines
 
 
-def _interval(bounds: list[float]) -> str:
-    return f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
-
-
 def cpu_reproduction_section(records: Path) -> list[str]:
     """The shipped config trained again on this 2-core CPU, beside the GPU run it reproduces."""
+    from histoseek.evaluation.bootstrap import format_interval
+
     runs = {"gpu-shipped": "GPU run (H100, fp32)", "cpu-base": "CPU run (2 cores, bf16 trunk)",
             "short": "CPU run, `configs/variants/short.yaml` (16 supervised epochs)",
             "short-ema": "CPU run, `configs/variants/short-ema.yaml` (short + weight EMA 0.99)",
@@ -236,7 +235,7 @@ def cpu_reproduction_section(records: Path) -> list[str]:
     for key, title in runs.items():
         if key in found:
             r = found[key]
-            zs_interval = (_interval(r["zeroshot"]["ci95"]["balanced_accuracy"])
+            zs_interval = (format_interval(r["zeroshot"]["ci95"]["balanced_accuracy"])
                            if "ci95" in r["zeroshot"] else "–")
             lines.append(f"| {title} | {r['selection']['best_epoch']} | "
                          f"{r['selection']['val_score']:.3f} | {r['retrieval']['mMV@5']:.3f} | "

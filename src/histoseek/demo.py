@@ -101,8 +101,7 @@ def _region_hit(region: tuple[Path, int, int, int, int]):  # type: ignore[no-unt
 
 def _labelled_cell(lib: Library, hit: Hit, query_label: str) -> GridCell:
     """Green/red by class; a hit without a label (a slide tile) is drawn neutral, not wrong."""
+    pixels = lib.hit_pixels(hit, 160)
     if hit.label is None:
-        return GridCell(lib.hit_pixels(hit, 160), f"{(hit.slide or '')[:14]} (no label)\n"
-                        f"{hit.score:.3f}", None)
-    return GridCell(lib.hit_pixels(hit, 160), f"{hit.label}\n{hit.score:.3f}",
-                    hit.label == query_label)
+        return GridCell(pixels, f"{(hit.slide or '')[:14]} (no label)\n{hit.score:.3f}", None)
+    return GridCell(pixels, f"{hit.label}\n{hit.score:.3f}", hit.label == query_label)

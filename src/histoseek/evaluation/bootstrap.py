@@ -66,9 +66,12 @@ def mean_on(values: np.ndarray) -> Callable[[np.ndarray], float]:
     return lambda rows: float(values[rows].mean())
 
 
+def format_interval(bounds: list[float] | tuple[float, float]) -> str:
+    return f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+
 def ci_note(intervals: dict[str, list[float]], cases: np.ndarray, who: str = "") -> str:
     """One report line naming each figure's case-bootstrap interval."""
-    parts = ", ".join(f"{name} [{low:.3f}, {high:.3f}]" for name, (low, high) in
-                      intervals.items())
+    parts = ", ".join(f"{name} {format_interval(bounds)}" for name, bounds in intervals.items())
     return (f"{who}95% intervals from a bootstrap over the {len(np.unique(cases))} cases "
             f"(source_id, {N_RESAMPLES} resamples): {parts}.")

@@ -98,14 +98,14 @@ def evaluate_retrieval(setup: RetrievalSetup) -> dict[str, dict[str, Any]]:
                 time.perf_counter() - started, 1),
         }
         k_cls = 5 if 5 in setup.ks else setup.ks[0]
-        if dataset.source_ids is not None:
-            results[name]["ci95"] = _case_intervals(dataset, ranked, k_cls)
-            ci_lines.append(ci_note(results[name]["ci95"], dataset.source_ids, f"{name}: "))
         per_class[name] = {
             c: precision_at_k(dataset.labels[m], [ranked[i] for i in np.flatnonzero(m)], k_cls)
             for c in dataset.classes if (m := dataset.labels == c).any()}
         predicted = np.array([p if p is not None else "(none)"
                               for p in majority_vote_labels(ranked, k_cls)])
+        if dataset.source_ids is not None:
+            results[name]["ci95"] = _case_intervals(dataset, ranked, predicted, k_cls)
+            ci_lines.append(ci_note(results[name]["ci95"], dataset.source_ids, f"{name}: "))
         classes = dataset.classes + (["(none)"] if "(none)" in predicted else [])
         matrix, labels = confusion(dataset.labels, predicted, classes)
         tag = file_tag(name)
@@ -130,12 +130,12 @@ def evaluate_retrieval(setup: RetrievalSetup) -> dict[str, dict[str, Any]]:
     return results
 
 
-def _case_intervals(dataset: Dataset, ranked: list[list[str]], k: int
-                    ) -> dict[str, list[float]]:
-    """Case-bootstrap 95% intervals of R@1 and mMV@k (neighbours kept as ranked)."""
+def _case_intervals(dataset: Dataset, ranked: list[list[str]], voted_labels: np.ndarray,
+                    k: int) -> dict[str, list[float]]:
+    """Case-bootstrap 95% intervals of R@1 and mMV@k (neighbours and votes kept as ranked)."""
     top1 = np.array([bool(row) and row[0] == label
                      for row, label in zip(ranked, dataset.labels, strict=True)])
-    voted = majority_vote_labels(ranked, k) == dataset.labels
+    voted = voted_labels == dataset.labels
     return {name: [round(v, 4) for v in case_bootstrap_ci(mean_on(hits), dataset.source_ids)]
             for name, hits in (("R@1", top1), (f"mMV@{k}", voted))}
 

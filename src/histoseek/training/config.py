@@ -51,11 +51,10 @@ class TrainConfig:
     knowledge_margin: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise InputError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if not 0.0 <= self.knowledge_margin < 1.0:
-            raise InputError(
-                f"train.knowledge_margin must be in [0, 1), got {self.knowledge_margin}")
+        for name in ("ema_decay", "knowledge_margin"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise InputError(f"train.{name} must be in [0, 1), got {value}")
 
 
 @dataclass(frozen=True)
