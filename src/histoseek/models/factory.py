@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from histoseek.errors import UnknownEncoderError, WeightsNotFoundError
-from histoseek.models.towers import HistoseekModel
+from histoseek.models.towers import HistoseekModel, ImageTower
 
 PACKAGED = "packaged"
 
@@ -89,15 +89,34 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
+def build_model(arch: dict[str, Any]) -> HistoseekModel:
+    """An architecture config to a model. ``tower``: "scratch" (v1) or "fusion" (v2)."""
+    arch = dict(arch)
+    tower, text_dim = arch.pop("tower", "scratch"), arch.pop("text_dim", 384)
+    if tower == "fusion":
+        from histoseek.models.fusion_tower import FusionTower
+
+        image = FusionTower(**arch)
+    elif tower == "scratch":
+        image = ImageTower(**arch)
+    else:
+        raise UnknownEncoderError(f"unknown tower '{tower}' (expected scratch or fusion)")
+    return HistoseekModel(image, text_dim)
+
+
 def create_model(name: str, pretrained: str | Path | bool | None = None,
                  **overrides: Any) -> HistoseekModel:
     """Build a registered model; ``pretrained``: None, True/"packaged" or a file path.
 
-    ``overrides`` change architecture fields (e.g. ``use_neck=False`` for an ablation).
+    ``overrides`` change architecture fields (e.g. ``use_neck=False`` for an ablation). With
+    trained weights to load, the backbone's ImageNet start is not loaded first (it would be
+    overwritten anyway).
     """
     arch = {**get_model_config(name)["architecture"], **overrides}
-    model = HistoseekModel(**arch)
     path = resolve_weights(name, pretrained)
+    if path is not None and "pretrained_backbone" in arch:
+        arch["pretrained_backbone"] = False
+    model = build_model(arch)
     if path is not None:
         try:
             model.load_state_dict(load_state(path))

@@ -30,6 +30,7 @@ class ImageTower(nn.Module):
         width = neck_width if use_neck else channels[-1]
         self.pool = GeM()
         self.proj = nn.Linear(width, embed_dim)
+        self.tuned_dim = self.dim = embed_dim
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         features = self.backbone(x)
@@ -52,6 +53,9 @@ class ImageTower(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed_map(self.feature_map(x))
 
+    def pad_text(self, text: torch.Tensor) -> torch.Tensor:
+        return text  # one space: the library vector is the trained embedding itself
+
 
 class TextProjection(nn.Module):
     """Frozen sentence embeddings (MiniLM, 384-d) into the joint space, L2-normalised."""
@@ -67,17 +71,21 @@ class TextProjection(nn.Module):
 
 
 class HistoseekModel(nn.Module):
-    """Both towers; the text encoder itself (MiniLM) stays outside, frozen."""
+    """Both towers; the text encoder itself (MiniLM) stays outside, frozen.
 
-    def __init__(self, backbone: str, embed_dim: int = 256, neck_width: int = 256,
-                 text_dim: int = 384, use_neck: bool = True) -> None:
+    ``image`` is an ``ImageTower`` (v1, trained from scratch) or a ``FusionTower`` (v2). The
+    losses work in the tower's tuned space (``image.embed_map``, ``text``); ``encode_image`` and
+    ``encode_text`` give the library's vectors, which for v2 also carry the frozen general part.
+    """
+
+    def __init__(self, image: nn.Module, text_dim: int = 384) -> None:
         super().__init__()
-        self.image = ImageTower(backbone, embed_dim, neck_width, use_neck=use_neck)
-        self.text = TextProjection(text_dim, embed_dim)
+        self.image = image
+        self.text = TextProjection(text_dim, image.tuned_dim)
         self.logit_scale = nn.Parameter(torch.tensor(2.659))  # log(1/0.07), CLIP's start
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
         return self.image(x)
 
     def encode_text(self, sentence_emb: torch.Tensor) -> torch.Tensor:
-        return self.text(sentence_emb)
+        return self.image.pad_text(self.text(sentence_emb))

@@ -49,12 +49,25 @@ class TrainConfig:
     ema_decay: float = 0.0
     # additive cosine margin of the knowledge alignment loss (0: plain cross-entropy)
     knowledge_margin: float = 0.0
+    # v2 (fusion tower) only. > 0: compute the frozen trunk's maps once for this many augmented
+    # views per tile and train the tuned branch on them (several times faster on a CPU)
+    feature_cache_views: int = 0
+    # learning rate of the pretrained blocks that are fine-tuned, relative to ``lr``
+    backbone_lr_scale: float = 1.0
+    # L2-SP: weight of ||w - w_pretrained||^2 over the fine-tuned pretrained blocks (0: off)
+    l2sp_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("ema_decay", "knowledge_margin"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise InputError(f"train.{name} must be in [0, 1), got {value}")
+        if self.feature_cache_views == 1 or self.feature_cache_views < 0:
+            raise InputError("train.feature_cache_views must be 0 (off) or at least 2, got "
+                             f"{self.feature_cache_views}")
+        for name in ("backbone_lr_scale", "l2sp_weight"):
+            if getattr(self, name) < 0:
+                raise InputError(f"train.{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

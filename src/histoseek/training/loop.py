@@ -27,6 +27,11 @@ from histoseek.models.factory import create_model, get_model_config, save_weight
 from histoseek.training.augment import train_transform
 from histoseek.training.config import RunConfig
 from histoseek.training.data import TrainingPack, TwoViewDataset, decode_jpeg
+from histoseek.training.feature_cache import (
+    CachedTwoViewDataset,
+    FeatureCache,
+    build_feature_cache,
+)
 from histoseek.training.losses import (
     FGCRLoss,
     HierarchicalContrast,
@@ -91,12 +96,23 @@ def trunk_dtype(precision: str, device: torch.device) -> torch.dtype:
 def step_losses(model: torch.nn.Module, heads: LossHeads, batch: dict[str, torch.Tensor],
                 weights: LossWeights, text: dict[str, torch.Tensor], device: torch.device,
                 dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, dict[str, float]]:
-    """One batch through the model and every enabled loss."""
-    x = torch.cat([batch["view1"], batch["view2"]]).to(device, non_blocking=True)
-    x = x.contiguous(memory_format=torch.channels_last)  # oneDNN/cuDNN's fast conv layout
-    n = len(batch["view1"])
+    """One batch through the model and every enabled loss.
+
+    A batch holds either pixels (``view1``, ``view2``) or cached frozen maps (``cached1``,
+    ``cached2``, see ``feature_cache``); the latter runs only the tower's trainable part.
+    """
+    cached = "cached1" in batch
+    n = len(batch["label"])
     with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-        fmap = model.image.feature_map(x)
+        if cached:
+            frozen = [torch.cat([a, b]).to(device, non_blocking=True)
+                      .contiguous(memory_format=torch.channels_last)
+                      for a, b in zip(batch["cached1"], batch["cached2"], strict=True)]
+            fmap = model.image.tuned_feature_map(frozen)
+        else:
+            x = torch.cat([batch["view1"], batch["view2"]]).to(device, non_blocking=True)
+            x = x.contiguous(memory_format=torch.channels_last)  # oneDNN/cuDNN's fast layout
+            fmap = model.image.feature_map(x)
     fmap = fmap.float()  # GeM's power and the losses' softmaxes want fp32
     emb = model.image.embed_map(fmap)
     labels = batch["label"].to(device)
@@ -115,7 +131,7 @@ def step_losses(model: torch.nn.Module, heads: LossHeads, batch: dict[str, torch
             parts["arcface"] = heads.arcface(emb[labelled], labels2[labelled])
         class_text = None
         if weights.knowledge > 0 or weights.fgcr > 0:
-            class_text = model.encode_text(text["prompt_emb"])  # [C, P, D]
+            class_text = model.text(text["prompt_emb"])  # [C, P, D], the tuned space
         if weights.knowledge > 0:
             parts["knowledge"] = heads.knowledge(emb[labelled], labels2[labelled], class_text,
                                                  text["prompt_mask"])
@@ -124,7 +140,7 @@ def step_losses(model: torch.nn.Module, heads: LossHeads, batch: dict[str, torch
             lab = labels[first]
             prompt_pick = torch.multinomial(text["prompt_mask"][lab].float(), 1).squeeze(1)
             tile_text = class_text[lab, prompt_pick]
-            attributes = model.encode_text(text["attribute_emb"])[lab]  # [b, A, D]
+            attributes = model.text(text["attribute_emb"])[lab]  # [b, A, D]
             regions = model.image.region_embeddings(fmap[:n][first])
             parts["fgcr"] = heads.fgcr(emb[:n][first], tile_text, regions, attributes,
                                        text["attribute_mask"][lab], text_ids=lab,
@@ -150,7 +166,7 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
     model = create_model(config.model, **config.model_overrides).to(device).train()
     model = model.to(memory_format=torch.channels_last)
     dtype = trunk_dtype(config.train.precision, device)
-    heads = LossHeads(model.image.proj.out_features, len(seen),
+    heads = LossHeads(model.image.tuned_dim, len(seen),
                       config.train.knowledge_margin).to(device).train()
     text = {
         "prompt_emb": torch.from_numpy(pack.prompt_emb[seen]).to(device),
@@ -162,7 +178,19 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
     val_idx = np.flatnonzero(pack.is_val & (pack.label >= 0))
     val_tiles = np.stack([decode_jpeg(pack.jpeg[i]) for i in val_idx])
     transform = train_transform(px, mean, std, config.train.augment_strength)
-    dataset = TwoViewDataset(pack, train_idx, transform)
+    num_workers = config.train.num_workers
+    if config.train.feature_cache_views:
+        if not hasattr(model.image, "frozen_features"):
+            from histoseek.errors import InputError
+
+            raise InputError(f"train.feature_cache_views needs a model with a frozen trunk "
+                             f"(tower: fusion); '{config.model}' trains every layer")
+        dataset = CachedTwoViewDataset(pack, _feature_cache(
+            model, pack, train_idx, transform, config.train.feature_cache_views, device,
+            out, progress), seed=config.seed)
+        num_workers = 0  # the maps are in memory; workers would only copy them
+    else:
+        dataset = TwoViewDataset(pack, train_idx, transform)
     generator = torch.Generator().manual_seed(config.seed)
     sampler = None
     if config.train.balanced_sampling:
@@ -177,8 +205,8 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
             generator=generator)
     loader = DataLoader(dataset, batch_size=config.train.batch_size, shuffle=sampler is None,
                         sampler=sampler,
-                        drop_last=True, num_workers=config.train.num_workers,
-                        persistent_workers=config.train.num_workers > 0,
+                        drop_last=True, num_workers=num_workers,
+                        persistent_workers=num_workers > 0,
                         pin_memory=device.type == "cuda",
                         generator=generator)
     steps_per_epoch = len(loader)
@@ -188,8 +216,15 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
     total_steps = max(1, total_epochs * steps_per_epoch)
     warmup = config.train.warmup_epochs * steps_per_epoch
     params = [p for p in list(model.parameters()) + list(heads.parameters()) if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=config.train.lr,
+    pretrained = _pretrained_trainable(model)
+    pretrained_ids = {id(p) for p in pretrained}
+    groups = [{"params": [p for p in params if id(p) not in pretrained_ids]}]
+    if pretrained:
+        groups.append({"params": pretrained,
+                       "lr": config.train.lr * config.train.backbone_lr_scale})
+    optimiser = torch.optim.AdamW(groups, lr=config.train.lr,
                                   weight_decay=config.train.weight_decay)
+    anchor = [p.detach().clone() for p in pretrained] if config.train.l2sp_weight > 0 else []
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / max(
         warmup, 1)) * 0.5 * (1 + math.cos(math.pi * min(s / total_steps, 1.0))))
     ema = None
@@ -230,6 +265,11 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
             if step >= steps_per_epoch:
                 break
             loss, parts = step_losses(model, heads, batch, weights, text, device, dtype)
+            if anchor:
+                l2sp = sum(((p - a) ** 2).sum() for p, a in zip(pretrained, anchor,
+                                                                 strict=True))
+                parts["l2sp"] = float(l2sp.detach())
+                loss = loss + config.train.l2sp_weight * l2sp
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 5.0)
@@ -272,6 +312,29 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
               f"{row['val_zs_bal_acc']:.3f} ({row['seconds']} s)", flush=True)
     best = out / "best.safetensors"
     return best if best.is_file() else out / "last.safetensors"
+
+
+def _pretrained_trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Trainable parameters that start from pretrained weights (v2's tuned blocks)."""
+    blocks = getattr(model.image, "tuned_blocks", None)
+    return [p for p in blocks.parameters() if p.requires_grad] if blocks is not None else []
+
+
+def _feature_cache(model: torch.nn.Module, pack: TrainingPack, train_idx: np.ndarray,
+                   transform: callable, views: int, device: torch.device, out: Path,  # type: ignore[valid-type]
+                   progress: bool) -> FeatureCache:
+    """Load the run's cache of frozen maps, or build it (seeded, so a rebuild is identical)."""
+    path = out / f"feature_cache-{views}views.pt"
+    if path.is_file():
+        cache = FeatureCache.load(path)
+        if np.array_equal(cache.tiles, train_idx) and cache.views == views:
+            return cache
+    state = torch.get_rng_state()
+    cache = build_feature_cache(model.image, pack, train_idx, transform, views, device,
+                                progress=progress)
+    torch.set_rng_state(state)  # the run's random stream does not depend on the cache
+    cache.save(path)
+    return cache
 
 
 def _append_row(path: Path, row: dict[str, object]) -> None:
