@@ -33,6 +33,22 @@ class TimmViTSmall(Encoder):
         return embed_tiles(self.model, tiles, self.info.preprocess, torch.device("cpu"))
 
 
+class ModelTower(Encoder):
+    """A histoseek model's image tower with untrained weights: the cost, not the quality
+    (v1's weights no longer ship; its speed does not depend on them)."""
+
+    def __init__(self, name: str) -> None:
+        from histoseek.models import create_model
+
+        self.model = create_model(name).eval()
+        self.info = EncoderInfo(f"{name} (untrained)", "-", self.model.image.dim, ("image",),
+                                Preprocess(224))
+
+    def encode_images(self, tiles: np.ndarray) -> np.ndarray:
+        return embed_tiles(self.model.encode_image, tiles, self.info.preprocess,
+                           torch.device("cpu"))
+
+
 def rate(encoder: Encoder, tiles: np.ndarray, batches: int) -> float:
     encoder.encode_images(tiles[:8])
     t0 = time.perf_counter()
@@ -49,12 +65,14 @@ def main() -> None:
     tiles = np.random.default_rng(0).integers(0, 256, (args.batch, 224, 224, 3), np.uint8)
     print(f"torch threads: {torch.get_num_threads()}; batch {args.batch}, 224 px, CPU")
     results = {}
-    for name in ("histoseek-base", "classic", "resnet18-random"):
+    for name in ("histoseek-base", "imagenet-lite0", "classic", "resnet18-random"):
         results[name] = rate(create_encoder(name), tiles, args.batches)
+    results["histoseek-base-v1"] = rate(ModelTower("histoseek-base-v1"), tiles, args.batches)
     results["timm ViT-S/16"] = rate(TimmViTSmall(), tiles, args.batches)
     ref = results["timm ViT-S/16"]
     for name, r in results.items():
-        print(f"{name:>16}: {r:7.1f} tiles/s  ({r / ref:.2f}x ViT-S/16)")
+        print(f"{name:>17}: {r:7.1f} tiles/s  ({r / ref:.2f}x ViT-S/16, "
+              f"{r / results['histoseek-base-v1']:.2f}x v1)")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
-"""Seconds per training step of histoseek-base on this machine, fp32 vs the CPU fast path.
+"""Seconds per training step on this machine: v1 vs v2, pixels vs cached frozen maps.
 
     python benchmarks/bench_train_step.py [--steps 4] [--batch 64]
 
-One full step of the shipped config (two 224 px views per tile, every supervised loss,
-backward, AdamW) in three set-ups measured side by side: plain fp32 (NCHW), channels_last
-fp32, and channels_last with the bf16 trunk that ``train.precision: auto`` picks on a CPU with
-native bf16. The first step of each is a warm-up and not counted. Inputs are random tensors:
-augmentation runs in data-loader workers and is timed apart (per batch, one core).
+One full step (two 224 px views per tile, every supervised loss, backward, AdamW), side by
+side: v1 (ResNet-10t, every layer trained) on pixels; v2 (frozen EfficientNet-Lite0 trunk +
+tuned blocks) on pixels, running the frozen trunk every step; v2 on cached frozen maps
+(``train.feature_cache_views``), running only the trainable part. Each in channels_last with
+the trunk dtype ``train.precision: auto`` picks here. The first step is a warm-up and not
+counted. Augmentation runs in data-loader workers and is timed apart (per batch, one core).
 """
 
 from __future__ import annotations
@@ -23,21 +24,23 @@ from histoseek.training.augment import train_transform
 from histoseek.training.loop import LossHeads, step_losses, trunk_dtype
 from histoseek.training.losses import LossWeights
 
-SETUPS = (("fp32, NCHW", False, torch.float32), ("fp32, channels_last", True, torch.float32),
-          ("bf16 trunk, channels_last", True, torch.bfloat16))
+SETUPS = (("v1 ResNet-10t, pixels", "histoseek-base-v1", False),
+          ("v2 lite0, pixels", "histoseek-base", False),
+          ("v2 lite0, cached frozen maps", "histoseek-base", True))
 
 
-def step_seconds(batch: dict[str, torch.Tensor], text: dict[str, torch.Tensor],
-                 channels_last: bool, dtype: torch.dtype, steps: int) -> list[float]:
+def step_seconds(batch: dict[str, torch.Tensor], text: dict[str, torch.Tensor], name: str,
+                 cached: bool, dtype: torch.dtype, steps: int) -> list[float]:
     torch.manual_seed(0)
-    model = create_model("histoseek-base").train()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    else:  # step_losses asks for channels_last input; give the NCHW model NCHW input back
-        model.image.backbone.register_forward_pre_hook(lambda _m, args: (args[0].contiguous(),))
-    heads = LossHeads(model.image.proj.out_features, 6).train()
+    model = create_model(name).train().to(memory_format=torch.channels_last)
+    if cached:
+        with torch.no_grad():
+            batch = {**batch, "cached1": model.image.frozen_features(batch["view1"]),
+                     "cached2": model.image.frozen_features(batch["view2"])}
+        batch = {k: v for k, v in batch.items() if not k.startswith("view")}
+    heads = LossHeads(model.image.tuned_dim, 6).train()
     weights = LossWeights(arcface=0.2, knowledge=1.0, fgcr=0.5, hierarchical=0.5)
-    params = list(model.parameters()) + list(heads.parameters())
+    params = [p for p in list(model.parameters()) + list(heads.parameters()) if p.requires_grad]
     optimiser = torch.optim.AdamW(params, lr=1e-3)
     times = []
     for _ in range(steps + 1):
@@ -66,13 +69,14 @@ def main() -> None:
             "prompt_mask": torch.ones(6, 30, dtype=torch.bool),
             "attribute_emb": torch.randn(6, 9, 384, generator=g),
             "attribute_mask": torch.ones(6, 9, dtype=torch.bool)}
+    dtype = trunk_dtype("auto", torch.device("cpu"))
     print(f"torch threads: {torch.get_num_threads()}; batch {n} x 2 views, 224 px; "
-          f"precision 'auto' here = {trunk_dtype('auto', torch.device('cpu'))}")
+          f"precision 'auto' here = {dtype}")
     baseline = None
-    for label, channels_last, dtype in SETUPS:
-        secs = statistics.median(step_seconds(batch, text, channels_last, dtype, args.steps))
+    for label, name, cached in SETUPS:
+        secs = statistics.median(step_seconds(batch, text, name, cached, dtype, args.steps))
         baseline = baseline or secs
-        print(f"  {label:26s} {secs:6.2f} s/step  ({baseline / secs:.2f}x fp32 NCHW)")
+        print(f"  {label:30s} {secs:6.2f} s/step  ({baseline / secs:.2f}x the v1 step)")
     transform = train_transform(224, (0.5,) * 3, (0.5,) * 3)
     tile = np.random.default_rng(0).integers(0, 255, (224, 224, 3), np.uint8)
     started = time.perf_counter()

@@ -42,12 +42,22 @@ SLIDES = [(SHARED / "tiny-wsi" / "cmu-1-small-region.svs", None),
 WITHHELD = ["normal", "serrated_adenoma"]
 
 
+def reweight(joint: np.ndarray, tower: object, g: float) -> np.ndarray:
+    """A v2 vector ``[sqrt(g0) G, sqrt(1 - g0) T]`` re-mixed with another general weight ``g``
+    (the general branch is frozen, so ``g`` is a choice at inference, not in training)."""
+    g0, d = tower.general_weight, tower.general_dim
+    general, tuned = joint[:, :d] / np.sqrt(g0), joint[:, d:] / np.sqrt(1 - g0)
+    return np.concatenate([np.sqrt(g) * general, np.sqrt(1 - g) * tuned], axis=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoder", action="append", required=True, help="NAME[@WEIGHTS]")
     parser.add_argument("--reference", default="imagenet-lite0")
     parser.add_argument("--name", required=True, help="record name (docs/training/NAME...)")
     parser.add_argument("--crops", type=int, default=300)
+    parser.add_argument("--general-weights", type=float, nargs="*", default=[0.0, 0.3, 0.7],
+                        help="v2 models: also score these re-mixes of the general branch")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if not LABELS.is_file():
@@ -61,10 +71,17 @@ def main() -> None:
     cache = EmbeddingCache(ROOT / "runs" / "eval-cache")
     specs = [args.reference] + [s for s in args.encoder if s != args.reference]
     results, reference = {}, {}
+    runs = []
     for spec in specs:
         encoder = encoder_from_spec(spec)
         emb = embed_paths(encoder, test.paths, cache)
         ood_emb = {k: encoder.encode_images(v) for k, v in ood.items()}
+        runs.append((spec, emb, ood_emb))
+        tower = getattr(getattr(encoder, "model", None), "image", None)
+        for g in args.general_weights if hasattr(tower, "general_weight") else []:
+            runs.append((f"{spec} [g={g}]", reweight(emb, tower, g),
+                         {k: reweight(v, tower, g) for k, v in ood_emb.items()}))
+    for spec, emb, ood_emb in runs:
         if spec == args.reference:
             reference = ood_emb
         withheld = restricted_mmv(emb, labels, groups, WITHHELD, k=5)

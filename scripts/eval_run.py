@@ -53,7 +53,8 @@ def main() -> None:
     if not LABELS.is_file():
         sys.exit(f"{LABELS}: the shared EBHI-Seg data is needed to score a run")
     weights = (args.run / "best.safetensors").resolve()
-    spec = f"histoseek-base@{weights}"
+    model = json.loads((args.run / "config.json").read_text())["model"]
+    spec = f"{model}@{weights}"  # the model config the run trained (its encoder of that name)
     work = args.work / args.name
     record = {
         "run": args.run.name, "selection": selection(args.run),

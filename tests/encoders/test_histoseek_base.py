@@ -1,4 +1,4 @@
-"""The built-in ``histoseek-base`` encoder: offline, deterministic, one joint 256-d space.
+"""The built-in ``histoseek-base`` encoder: offline, deterministic, one joint 728-d space.
 
 The text checks go through the knowledge tree's class prompts; the image check (with
 ../shared) uses EBHI-Seg tiles from the *test* split only, which training never saw.
@@ -30,7 +30,10 @@ def tiles(n: int = 3) -> np.ndarray:
     return np.stack([he_like_pixels(224, 224, seed=s) for s in range(n)])
 
 
-def assert_unit_rows(vectors: np.ndarray, n: int, dim: int = 256) -> None:
+DIM = 472 + 256  # frozen general branch + tuned branch
+
+
+def assert_unit_rows(vectors: np.ndarray, n: int, dim: int = DIM) -> None:
     assert vectors.shape == (n, dim)
     assert vectors.dtype == np.float32
     assert np.isfinite(vectors).all()
@@ -47,7 +50,7 @@ def class_vector(enc: Encoder, name: str) -> np.ndarray:
 def test_info_records_the_packaged_weights(encoder: Encoder) -> None:
     config = get_model_config(NAME)
     assert encoder.info.name == NAME
-    assert encoder.info.dim == 256
+    assert encoder.info.dim == DIM
     assert set(encoder.info.modalities) == {"image", "text"}
     assert encoder.info.version == config["weights"]["sha256"][:16]
     pre = config["preprocess"]
@@ -55,7 +58,7 @@ def test_info_records_the_packaged_weights(encoder: Encoder) -> None:
     assert tuple(encoder.info.preprocess.mean) == tuple(pre["mean"])
 
 
-def test_image_and_text_embeddings_are_256d_unit_vectors(encoder: Encoder) -> None:
+def test_image_and_text_embeddings_are_unit_vectors_of_one_space(encoder: Encoder) -> None:
     assert_unit_rows(encoder.encode_images(tiles(3)), 3)
     assert_unit_rows(encoder.encode_texts(["adenocarcinoma", "normal colonic mucosa"]), 2)
 

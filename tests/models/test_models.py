@@ -15,13 +15,15 @@ from histoseek.models import create_model, factory, get_model_config, list_model
 from histoseek.models.factory import save_weights, sha256_of, weights_dir
 from histoseek.models.layers import GeM
 
-NAME = "histoseek-base"
+NAME = "histoseek-base"  # the shipped v2 (frozen general branch + tuned branch)
+V1 = "histoseek-base-v1"  # ResNet-10t from scratch: cheap to build, used for shape checks
+V2_DIM = 472 + 256
 
 
 @pytest.fixture(scope="module")
 def random_model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return create_model(NAME)
+    return create_model(V1)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def n_params(model: torch.nn.Module) -> int:
 
 # --- registry ------------------------------------------------------------------------------
 def test_list_models_has_the_builtin() -> None:
-    assert NAME in list_models()
+    assert {NAME, V1, "histoseek-base-lite2"} <= set(list_models())
 
 
 def test_unknown_model_lists_known_ones() -> None:
@@ -69,7 +71,7 @@ def test_random_forward_gives_unit_vectors(random_model: torch.nn.Module,
 def test_without_neck_is_smaller_and_still_unit(batch: torch.Tensor,
                                                 random_model: torch.nn.Module) -> None:
     torch.manual_seed(0)
-    plain = create_model(NAME, use_neck=False)
+    plain = create_model(V1, use_neck=False)
     assert plain.image.neck is None
     assert n_params(plain) < n_params(random_model)
     emb = plain.encode_image(batch)
@@ -127,16 +129,24 @@ def test_shipped_weights_are_small_and_match_the_recorded_sha256() -> None:
 
 
 @torch.inference_mode()
-def test_packaged_weights_load_and_differ_from_random(random_model: torch.nn.Module,
-                                                      batch: torch.Tensor) -> None:
+def test_packaged_weights_load_and_differ_from_the_imagenet_start(batch: torch.Tensor) -> None:
     trained = create_model(NAME, pretrained=True)
     assert not trained.training
     emb = trained.encode_image(batch)
-    assert emb.shape == (2, 256)
+    assert emb.shape == (2, V2_DIM)
     assert torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
-    assert not torch.allclose(emb, random_model.eval().encode_image(batch), atol=1e-3)
+    start = create_model(NAME).eval().encode_image(batch)  # ImageNet trunk, untrained heads
+    general = trained.image.general_dim
+    # the frozen general branch is the ImageNet one (fp16-stored), the tuned branch is trained
+    assert torch.allclose(emb[:, :general], start[:, :general], atol=2e-3)
+    assert not torch.allclose(emb[:, general:], start[:, general:], atol=1e-2)
     again = create_model(NAME, pretrained="packaged").encode_image(batch)
     assert torch.equal(emb, again)
+
+
+def test_a_model_without_packaged_weights_asks_for_a_file() -> None:
+    with pytest.raises(WeightsNotFoundError, match="ships no weights.*--pretrained"):
+        create_model(V1, pretrained=True)
 
 
 def test_tampered_packaged_weights_are_refused(tmp_path: Path,
@@ -173,10 +183,13 @@ def test_unreadable_weights_file(tmp_path: Path) -> None:
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path: Path) -> None:
-    other = save_weights(create_model(NAME, use_neck=False), tmp_path / "plain.safetensors")
+    other = save_weights(create_model(V1, use_neck=False), tmp_path / "plain.safetensors")
     assert len(other) == 64
     with pytest.raises(WeightsNotFoundError, match="do not fit"):
-        create_model(NAME, pretrained=tmp_path / "plain.safetensors")
+        create_model(V1, pretrained=tmp_path / "plain.safetensors")
+    save_weights(create_model(V1), tmp_path / "v1.safetensors")
+    with pytest.raises(WeightsNotFoundError, match="do not fit model 'histoseek-base'"):
+        create_model(NAME, pretrained=tmp_path / "v1.safetensors")
 
 
 @torch.inference_mode()
@@ -189,7 +202,7 @@ def test_fp16_save_round_trip_stays_close(random_model: torch.nn.Module, batch: 
 
     stored = load_file(str(path))
     assert all(v.dtype == torch.float16 for v in stored.values() if v.is_floating_point())
-    reloaded = create_model(NAME, pretrained=path)
+    reloaded = create_model(V1, pretrained=path)
     reference = random_model.eval()
     assert (reloaded.encode_image(batch) - reference.encode_image(batch)).abs().max() < 1e-2
     text = torch.randn(3, 384, generator=torch.Generator().manual_seed(4))

@@ -14,6 +14,7 @@ TRAINING = sorted(p for p in CONFIGS.rglob("*.yaml") if "zeroshot" not in p.part
 
 def test_configs_are_found() -> None:
     assert CONFIGS / "histoseek-base.yaml" in TRAINING and len(TRAINING) >= 8
+    assert CONFIGS / "v1" / "histoseek-base-v1.yaml" in TRAINING
 
 
 @pytest.mark.parametrize("path", TRAINING, ids=lambda p: str(p.relative_to(CONFIGS)))

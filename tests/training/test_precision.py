@@ -40,8 +40,8 @@ def test_precision_names_are_checked() -> None:
 
 def test_bf16_trunk_gives_nearly_the_fp32_loss_and_fp32_gradients() -> None:
     torch.manual_seed(0)
-    model = create_model("histoseek-base").train().to(memory_format=torch.channels_last)
-    heads = loop.LossHeads(model.image.proj.out_features, 3)
+    model = create_model("histoseek-base-v1").train().to(memory_format=torch.channels_last)
+    heads = loop.LossHeads(model.image.tuned_dim, 3)
     weights = LossWeights(arcface=0.2, knowledge=1.0, fgcr=0.5, hierarchical=0.5)
     batch, text = fake_batch(), fake_text()
     results = {}

@@ -46,7 +46,7 @@ def packs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def write_config(path: Path, packs: dict[str, Path], **changes: Any) -> Path:
     """A configs/quick.yaml look-alike pointing at the demo pack (absolute paths)."""
     config: dict[str, Any] = {
-        "name": "smoke", "model": "histoseek-base", "seed": 0,
+        "name": "smoke", "model": "histoseek-base-v1", "seed": 0,
         "data": {"labels": str(LABELS), "split": str(packs["split"]),
                  "pack": str(packs["train"]), "withhold": [], "val_fraction": 0.34},
         "train": {"ssl_epochs": 1, "epochs": 1, "batch_size": 8, "lr": 0.001,
@@ -108,12 +108,12 @@ def test_run_writes_metrics_curve_and_weights(run: dict[str, Any]) -> None:
 
 @torch.inference_mode()
 def test_best_weights_load_into_the_model(run: dict[str, Any]) -> None:
-    model = create_model("histoseek-base", pretrained=run["out"] / "best.safetensors")
+    model = create_model("histoseek-base-v1", pretrained=run["out"] / "best.safetensors")
     emb = model.encode_image(torch.zeros(1, 3, 224, 224))
     assert emb.shape == (1, 256) and torch.isfinite(emb).all()
-    # training changed the weights: they are not the packaged ones
-    packaged = create_model("histoseek-base", pretrained=True)
-    assert not torch.allclose(emb, packaged.encode_image(torch.zeros(1, 3, 224, 224)))
+    torch.manual_seed(0)  # the run's seed: the same initial weights
+    start = create_model("histoseek-base-v1").eval()
+    assert not torch.allclose(emb, start.encode_image(torch.zeros(1, 3, 224, 224)), atol=1e-3)
 
 
 def test_rerun_resumes_and_more_epochs_continue(run: dict[str, Any], tmp_path: Path) -> None:
@@ -251,3 +251,61 @@ def test_knowledge_margin_reaches_the_loss(packs: dict[str, Path], tmp_path: Pat
                                  str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert made == [0.25]
+
+
+# --- v2: frozen trunk, training on cached frozen maps ------------------------------------
+@pytest.fixture(scope="module")
+def v2_run(packs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+           ) -> dict[str, Any]:
+    root = tmp_path_factory.mktemp("v2")
+    config = write_config(root / "v2.yaml", packs, model="histoseek-base",
+                          train={"ssl_epochs": 0, "epochs": 2, "feature_cache_views": 2,
+                                 "backbone_lr_scale": 0.1, "l2sp_weight": 0.01})
+    result = train_cli(config, root / "run")
+    return {"out": root / "run", "config": config, "output": result.output}
+
+
+def test_v2_trains_on_cached_frozen_maps(v2_run: dict[str, Any]) -> None:
+    out: Path = v2_run["out"]
+    cache = out / "feature_cache-2views.pt"
+    assert cache.is_file()
+    rows = metric_rows(out)
+    assert [r["stage"] for r in rows] == ["supervised", "supervised"]
+    for row in rows:
+        assert math.isfinite(float(row["loss"])) and float(row["l2sp"]) >= 0.0
+    assert float(rows[1]["l2sp"]) > 0.0  # the tuned blocks moved away from ImageNet
+    with torch.inference_mode():
+        trained = create_model("histoseek-base", pretrained=out / "best.safetensors")
+        start = create_model("histoseek-base")
+        for name in ("stem.0.weight", "blocks.5.0.conv_pw.weight"):  # frozen: unchanged
+            assert torch.allclose(trained.image.get_parameter(name),
+                                  start.image.get_parameter(name), atol=1e-3), name
+        tuned = "tuned_blocks.5.0.conv_pw.weight"  # keys keep the block index
+        assert not torch.allclose(trained.image.get_parameter(tuned),
+                                  start.image.get_parameter(tuned), atol=1e-4)
+
+
+def test_v2_resume_reuses_the_feature_cache(v2_run: dict[str, Any], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(v2_run["out"], out)
+    stamp = (out / "feature_cache-2views.pt").stat().st_mtime_ns
+    longer = train_cli(v2_run["config"], out, "--epochs", "3")
+    assert "resuming" in longer.output and "epoch 3/3" in longer.output
+    assert (out / "feature_cache-2views.pt").stat().st_mtime_ns == stamp
+
+
+def test_feature_cache_needs_a_frozen_trunk(packs: dict[str, Path], tmp_path: Path) -> None:
+    config = write_config(tmp_path / "bad.yaml", packs, train={"feature_cache_views": 2})
+    result = runner.invoke(app, ["train", "--config", str(config), "--out",
+                                 str(tmp_path / "run")])
+    assert result.exit_code != 0 and "frozen trunk" in result.output
+
+
+@pytest.mark.parametrize(("key", "value"), [("feature_cache_views", 1),
+                                            ("backbone_lr_scale", -1.0),
+                                            ("l2sp_weight", -0.5)])
+def test_v2_options_out_of_range_are_refused(packs: dict[str, Path], tmp_path: Path,
+                                             key: str, value: float) -> None:
+    config = write_config(tmp_path / "bad.yaml", packs, train={key: value})
+    with pytest.raises(InputError, match=key):
+        load_config(config)

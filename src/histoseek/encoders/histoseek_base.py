@@ -1,8 +1,10 @@
 """``histoseek-base``: the built-in image+text model, trained here, shipped in the package.
 
-Image tower: ``histoseek.models`` (timm backbone, local-global neck, GeM). Text tower: the
-frozen ``minilm`` sentence encoder followed by the model's trained projection, so texts and
-tiles land in one space.
+Image tower: ``histoseek.models`` (v2: frozen ImageNet EfficientNet-Lite0 general branch beside
+a fine-tuned branch with the local-global neck and GeM). Text tower: the frozen ``minilm``
+sentence encoder followed by the model's trained projection, so texts and tiles land in one
+space. ``histoseek-base-v1`` (ResNet-10t from scratch) and ``histoseek-base-lite2`` are the
+same encoder over other model configs; they need ``pretrained=`` a weights file.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class HistoseekBaseEncoder(Encoder):
         pre = config["preprocess"]
         self.info = EncoderInfo(
             name=name, version=sha256_of(weights)[:16] if weights else "random",
-            dim=int(config["architecture"]["embed_dim"]), modalities=("image", "text"),
+            dim=int(self.model.image.dim), modalities=("image", "text"),
             preprocess=Preprocess(int(pre["input_px"]), tuple(pre["mean"]), tuple(pre["std"]),
                                   pre.get("interpolation", "bicubic")),
             extra={"text_encoder": config.get("text_encoder", "minilm")},

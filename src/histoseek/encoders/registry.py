@@ -65,8 +65,17 @@ _M = "histoseek.encoders"
 for _spec in (
     EncoderSpec(
         "histoseek-base", f"{_M}.histoseek_base:create_histoseek_base", ("image", "text"),
-        None, True, "built-in model trained here: ResNet-10t + local-global neck + GeM; "
-        "MiniLM text + projection",
+        None, True, "built-in model (v2): frozen ImageNet EfficientNet-Lite0 general branch + "
+        "fine-tuned local-global neck + GeM; MiniLM text + projection",
+    ),
+    EncoderSpec(
+        "histoseek-base-v1", f"{_M}.histoseek_base:create_histoseek_base", ("image", "text"),
+        None, True, "histoseek-base v1 (ResNet-10t from scratch); needs --pretrained FILE",
+    ),
+    EncoderSpec(
+        "histoseek-base-lite2", f"{_M}.histoseek_base:create_histoseek_base",
+        ("image", "text"), None, True,
+        "histoseek-base on EfficientNet-Lite2 (the lite2 variant); needs --pretrained FILE",
     ),
     EncoderSpec(
         "classic", f"{_M}.classic:create_classic", ("image",), None, True,

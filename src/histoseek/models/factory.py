@@ -64,6 +64,10 @@ def resolve_weights(name: str, pretrained: str | Path | bool | None) -> Path | N
     if pretrained is True or pretrained == PACKAGED:
         path = weights_dir() / config["weights"]["file"]
         expected = config["weights"].get("sha256")
+        if not expected:
+            raise WeightsNotFoundError(
+                f"model '{name}' ships no weights; pass a trained weights file "
+                "(--pretrained FILE, or NAME@FILE in evaluation)")
         if not path.is_file():
             raise WeightsNotFoundError(
                 f"{path}: the packaged weights of '{name}' are missing; reinstall histoseek "
