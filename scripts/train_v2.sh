@@ -12,7 +12,7 @@ for name in "$@"; do
   run=runs/v2-$name
   mkdir -p "$run"
   model=$(python -c "import yaml,sys; print(yaml.safe_load(open('configs/v2/$name.yaml'))['model'])")
-  if [ "$model" = histoseek-base ] && [ ! -e "$run/feature_cache-4views.pt" ] \
+  if [ "$model" = histoseek-base ] && ! grep -q tune_from "configs/v2/$name.yaml" && [ ! -e "$run/feature_cache-4views.pt" ] \
       && [ -e runs/v2-lite0/feature_cache-4views.pt ]; then
     ln runs/v2-lite0/feature_cache-4views.pt "$run/feature_cache-4views.pt"
   fi

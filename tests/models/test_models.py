@@ -207,3 +207,19 @@ def test_fp16_save_round_trip_stays_close(random_model: torch.nn.Module, batch: 
     assert (reloaded.encode_image(batch) - reference.encode_image(batch)).abs().max() < 1e-2
     text = torch.randn(3, 384, generator=torch.Generator().manual_seed(4))
     assert (reloaded.encode_text(text) - reference.encode_text(text)).abs().max() < 1e-2
+
+
+def test_weights_carry_the_architecture_they_were_trained_in(tmp_path: Path) -> None:
+    """A run with model_overrides exports weights that rebuild its own shape by name."""
+    from histoseek.models.factory import architecture_of
+
+    model = create_model(NAME, tune_from=4, pretrained_backbone=False)
+    path = tmp_path / "deep.safetensors"
+    save_weights(model, path, architecture={"tune_from": 4})
+    assert architecture_of(path) == {"tune_from": 4}
+    assert create_model(NAME, pretrained=path).image.tune_from == 4
+    plain = tmp_path / "plain.safetensors"
+    save_weights(create_model(V1), plain)
+    assert architecture_of(plain) == {}
+    with pytest.raises(WeightsNotFoundError, match="do not fit"):  # without the record
+        create_model(NAME, pretrained=path, tune_from=5)

@@ -116,8 +116,9 @@ def create_model(name: str, pretrained: str | Path | bool | None = None,
     trained weights to load, the backbone's ImageNet start is not loaded first (it would be
     overwritten anyway).
     """
-    arch = {**get_model_config(name)["architecture"], **overrides}
     path = resolve_weights(name, pretrained)
+    stored = architecture_of(path) if path is not None else {}
+    arch = {**get_model_config(name)["architecture"], **stored, **overrides}
     if path is not None and "pretrained_backbone" in arch:
         arch["pretrained_backbone"] = False
     model = build_model(arch)
@@ -131,12 +132,34 @@ def create_model(name: str, pretrained: str | Path | bool | None = None,
     return model.eval()
 
 
-def save_weights(model: HistoseekModel, path: Path, half: bool = True) -> str:
-    """Write weights as safetensors (fp16 by default) and return their sha256."""
+ARCH_KEY = "histoseek.architecture_overrides"
+
+
+def architecture_of(path: Path) -> dict[str, Any]:
+    """Architecture fields a weights file records beside its tensors (see ``save_weights``)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as exc:
+        raise WeightsNotFoundError(f"{path}: not a readable safetensors file ({exc})") from exc
+    return json.loads(meta[ARCH_KEY]) if ARCH_KEY in meta else {}
+
+
+def save_weights(model: HistoseekModel, path: Path, half: bool = True,
+                 architecture: dict[str, Any] | None = None) -> str:
+    """Write weights as safetensors (fp16 by default) and return their sha256.
+
+    ``architecture``: the fields that differ from the model's registered config (a run's
+    ``model_overrides``); they travel in the file's metadata, so ``create_model(name,
+    pretrained=file)`` rebuilds the shape the weights were trained in.
+    """
     from safetensors.torch import save_file
 
     state = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
              for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(state, str(path))
+    meta = {ARCH_KEY: json.dumps(architecture, sort_keys=True)} if architecture else None
+    save_file(state, str(path), metadata=meta)
     return sha256_of(path)

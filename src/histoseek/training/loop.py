@@ -294,8 +294,8 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
         state["epoch"] = epoch + 1
         if stage == "supervised" and score > state["best"]:
             state.update(best=score, best_epoch=epoch + 1)
-            save_weights(exported, out / "best.safetensors")
-        save_weights(exported, out / "last.safetensors")
+            save_weights(exported, out / "best.safetensors", architecture=config.model_overrides)
+        save_weights(exported, out / "last.safetensors", architecture=config.model_overrides)
         torch.save({"model": model.state_dict(), "heads": heads.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None,
                     "optimiser": optimiser.state_dict(), "schedule": schedule.state_dict(),
