@@ -71,13 +71,15 @@ def main() -> None:
     cache = EmbeddingCache(ROOT / "runs" / "eval-cache")
     specs = [args.reference] + [s for s in args.encoder if s != args.reference]
     results, reference = {}, {}
-    runs = []
+    runs, weights = [], {}
     for spec in specs:
         encoder = encoder_from_spec(spec)
         emb = embed_paths(encoder, test.paths, cache)
         ood_emb = {k: encoder.encode_images(v) for k, v in ood.items()}
-        runs.append((spec, emb, ood_emb))
         tower = getattr(getattr(encoder, "model", None), "image", None)
+        runs.append((spec, emb, ood_emb))
+        if hasattr(tower, "general_weight"):
+            weights[spec] = tower.general_weight
         for g in args.general_weights if hasattr(tower, "general_weight") else []:
             runs.append((f"{spec} [g={g}]", reweight(emb, tower, g),
                          {k: reweight(v, tower, g) for k, v in ood_emb.items()}))
@@ -94,6 +96,8 @@ def main() -> None:
                for k, v in ood_emb.items()},
             "n_ood": {k: len(v) for k, v in ood.items()},
         }
+        if spec in weights:
+            results[spec]["general_weight"] = weights[spec]
         print(spec, json.dumps(results[spec]), flush=True)
     out = args.out or ROOT / "docs" / "training" / f"{args.name}.generalisation.json"
     out.parent.mkdir(parents=True, exist_ok=True)

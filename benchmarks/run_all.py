@@ -150,12 +150,13 @@ def builtin_model_section(workdir: Path) -> list[str]:
 
 
 V2_RUNS = {
-    "v2-lite0": "**lite0, frozen blocks 0-4 + general branch, tuned blocks 5-6 at 0.1x lr "
-                "(shipped)**",
-    "v2-lr1": "lite0, tuned blocks at the full lr",
-    "v2-l2sp": "lite0, tuned blocks at the full lr + L2-SP (0.1)",
-    "v2-lite2": "lite2, as shipped",
+    "v2-lite0": "lite0: blocks 0-4 frozen, 5-6 tuned (0.1x lr), 12 epochs",
+    "v2-deep": "lite0: blocks 0-3 frozen, 4-6 tuned (0.1x lr), 20 epochs",
+    "v2-lr1": "lite0: as v2-lite0, tuned blocks at the full lr",
+    "v2-l2sp": "lite0: as v2-lr1 + L2-SP (0.1) toward ImageNet",
+    "v2-lite2": "lite2: blocks 0-4 frozen, 5-6 tuned (0.1x lr), 12 epochs",
 }
+SHIPPED_RUN = "v2-deep"
 
 
 def _fmt(value: float | None) -> str:
@@ -176,10 +177,10 @@ def v2_section(records: Path) -> list[str]:
              "it. OOD overlap: the share of each out-of-domain tile's 10 nearest neighbours "
              "under frozen `imagenet-lite0` that the model keeps (tiles of the two tiny-wsi "
              "slides; zoomed-in random crops of test tiles).", "",
-             "| run | g | test mMV@5 (95% CI) | zero-shot bal. acc (95% CI) | text→image P@10 "
-             "| OOD overlap, slides | OOD overlap, crops | train time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    ref = None
+             "| run | val score | g | test mMV@5 (95% CI) | zero-shot bal. acc (95% CI) | "
+             "text→image P@10 | OOD overlap, slides | OOD overlap, crops | train time |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    ref = v1 = None
     for key, title in V2_RUNS.items():
         harness, gen = records / f"{key}.harness.json", records / f"{key}.generalisation.json"
         if not (harness.is_file() and gen.is_file()):
@@ -187,11 +188,16 @@ def v2_section(records: Path) -> list[str]:
         h, g = json.loads(harness.read_text()), json.loads(gen.read_text())
         results = g["results"]
         ref = ref or results[g["reference"]]
+        v1 = v1 or next((v for k, v in results.items() if k.startswith("histoseek-base-v1@")),
+                        None)
         minutes = h.get("wall_seconds", h["selection"]["train_seconds_summed"]) / 60
         model = next(k for k in results if k != g["reference"] and "[g=" not in k)
         r = results[model]
+        title = f"**{title} (shipped)**" if key == SHIPPED_RUN else title
         lines.append(
-            f"| {title} | 0.5 | {h['retrieval']['mMV@5']:.3f} "
+            f"| {title} | {h['selection']['val_score']:.3f} (epoch "
+            f"{h['selection']['best_epoch']}) | {r.get('general_weight', 0.5)} | "
+            f"{h['retrieval']['mMV@5']:.3f} "
             f"{format_interval(h['retrieval']['ci95']['mMV@5'])} | "
             f"{h['zeroshot']['balanced_accuracy']:.3f} "
             f"{format_interval(h['zeroshot']['ci95']['balanced_accuracy'])} | "
@@ -200,12 +206,21 @@ def v2_section(records: Path) -> list[str]:
         for variant, rv in results.items():
             if variant.startswith(model + " [g="):
                 weight = variant.split("[g=")[1].rstrip("]")
-                lines.append(f"| ↳ same weights re-mixed | {weight} | {rv['test_mMV@5']:.3f} | "
-                             f"(same) | (same) | {_fmt(rv['ood_overlap@10_slides'])} | "
+                lines.append(f"| ↳ same weights re-mixed | – | {weight} | "
+                             f"{rv['test_mMV@5']:.3f} | (same) | (same) | "
+                             f"{_fmt(rv['ood_overlap@10_slides'])} | "
                              f"{_fmt(rv['ood_overlap@10_crops'])} | – |")
+    if v1 is not None:
+        v1h = json.loads((records / "gpu-shipped.harness.json").read_text())
+        lines.append(f"| v1: ResNet-10t from scratch (no pretrained weights) | "
+                     f"{v1h['selection']['val_score']:.3f} | – | {v1['test_mMV@5']:.3f} | "
+                     f"{v1h['zeroshot']['balanced_accuracy']:.3f} | "
+                     f"{v1h['zeroshot']['t2i_P@10']:.3f} | "
+                     f"{_fmt(v1['ood_overlap@10_slides'])} | {_fmt(v1['ood_overlap@10_crops'])} "
+                     f"| 7 min (H100) |")
     if ref is not None:
-        lines.append(f"| frozen `imagenet-lite0` (the start) | 1 | {ref['test_mMV@5']:.3f} | – | "
-                     f"– | 1 | 1 | – |")
+        lines.append(f"| frozen `imagenet-lite0` (the start) | – | 1 | {ref['test_mMV@5']:.3f} | "
+                     f"– | – | 1 | 1 | – |")
     lines += ["", "Zero-shot and text→image rank by the tuned branch alone (text vectors are "
               "zero on the general part), so `g` does not change them.", ""]
     withheld = records / "v2-withheld.generalisation.json"

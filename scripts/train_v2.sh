@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
 # Train and score histoseek-base v2 runs one after another on this machine (CPU is fine):
-#   bash scripts/train_v2.sh lite0 withheld lite2 lr1 l2sp
-# Each NAME trains configs/v2/NAME.yaml into runs/v2-NAME (resumable: re-run continues),
+#   bash scripts/train_v2.sh histoseek-base withheld lite2 lite0 lr1 l2sp
+# Each NAME trains configs/v2/NAME.yaml (histoseek-base: configs/histoseek-base.yaml, the shipped
+# recipe, into runs/v2-deep) into runs/v2-NAME (resumable: re-run continues),
 # then scores it with the harness (scripts/eval_run.py -> docs/training/v2-NAME.harness.json)
 # and the generalisation proxies (benchmarks/generalisation.py -> v2-NAME.generalisation.json).
-# Runs of the lite0 trunk share one cache of frozen maps (same pack, seed and augmentations),
-# hard-linked from the first run that built it.
+# SHARE_CACHE_FROM=runs/v2-X hard-links that run's cache of frozen maps (valid for runs of the
+# same trunk and tuned depth: same pack, seed and augmentations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for name in "$@"; do
+  config=configs/v2/$name.yaml
   run=runs/v2-$name
+  if [ "$name" = histoseek-base ]; then config=configs/histoseek-base.yaml; run=runs/v2-deep; fi
   mkdir -p "$run"
-  model=$(python -c "import yaml,sys; print(yaml.safe_load(open('configs/v2/$name.yaml'))['model'])")
-  if [ "$model" = histoseek-base ] && ! grep -q tune_from "configs/v2/$name.yaml" && [ ! -e "$run/feature_cache-4views.pt" ] \
-      && [ -e runs/v2-lite0/feature_cache-4views.pt ]; then
-    ln runs/v2-lite0/feature_cache-4views.pt "$run/feature_cache-4views.pt"
+  model=$(python -c "import yaml; print(yaml.safe_load(open('$config'))['model'])")
+  # runs of one trunk and tuned depth share the cache of frozen maps (same pack, seed, views)
+  share=${SHARE_CACHE_FROM:-}
+  if [ -n "$share" ] && [ ! -e "$run/feature_cache-4views.pt" ]; then
+    ln "$share/feature_cache-4views.pt" "$run/feature_cache-4views.pt"
   fi
   [ -e "$run/started" ] || date +%s > "$run/started"
-  histoseek train --config "configs/v2/$name.yaml" --out "$run"
+  histoseek train --config "$config" --out "$run"
   [ -e "$run/finished" ] || date +%s > "$run/finished"
-  python scripts/eval_run.py "$run" --name "v2-$name"
-  python benchmarks/generalisation.py --name "v2-$name" \
+  python scripts/eval_run.py "$run" --name "$(basename "$run")"
+  python benchmarks/generalisation.py --name "$(basename "$run")" \
       --encoder "$model@$(realpath "$run/best.safetensors")"
 done

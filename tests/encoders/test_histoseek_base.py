@@ -52,7 +52,7 @@ def test_info_records_the_packaged_weights(encoder: Encoder) -> None:
     assert encoder.info.name == NAME
     assert encoder.info.dim == DIM
     assert set(encoder.info.modalities) == {"image", "text"}
-    assert encoder.info.version == config["weights"]["sha256"][:16]
+    assert encoder.info.version.startswith(config["weights"]["sha256"][:16] + "-")
     pre = config["preprocess"]
     assert encoder.info.preprocess.input_px == pre["input_px"]
     assert tuple(encoder.info.preprocess.mean) == tuple(pre["mean"])
@@ -86,8 +86,24 @@ def test_other_weights_give_another_version(tmp_path: Path) -> None:
     path = tmp_path / "random.safetensors"
     digest = save_weights(create_model(NAME), path)
     enc = create_encoder(NAME, pretrained=str(path))
-    assert enc.info.version == digest[:16] == sha256_of(path)[:16]
-    assert enc.info.version != get_model_config(NAME)["weights"]["sha256"][:16]
+    assert enc.info.version.split("-")[0] == digest[:16] == sha256_of(path)[:16]
+    assert not enc.info.version.startswith(get_model_config(NAME)["weights"]["sha256"][:16])
+
+
+def test_architecture_changes_the_version_even_with_the_same_weights(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """v2's general weight g changes the vectors, not the file: libraries must tell them apart."""
+    from histoseek.models import factory
+
+    packaged = create_encoder(NAME)
+    config = get_model_config(NAME)
+    config["architecture"]["general_weight"] = 0.5
+    monkeypatch.setattr(factory, "get_model_config", lambda name: config)
+    other = create_encoder(NAME)
+    assert other.info.version.split("-")[0] == packaged.info.version.split("-")[0]
+    assert other.info.version != packaged.info.version
+    batch = tiles(1)
+    assert not np.allclose(other.encode_images(batch), packaged.encode_images(batch))
 
 
 @pytest.mark.shared

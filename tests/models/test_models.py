@@ -145,7 +145,7 @@ def test_packaged_weights_load_and_differ_from_the_imagenet_start(batch: torch.T
 
 
 def test_a_model_without_packaged_weights_asks_for_a_file() -> None:
-    with pytest.raises(WeightsNotFoundError, match="ships no weights.*--pretrained"):
+    with pytest.raises(WeightsNotFoundError, match=r"ships no weights.*--pretrained"):
         create_model(V1, pretrained=True)
 
 

@@ -23,20 +23,22 @@ class HistoseekBaseEncoder(Encoder):
 
         from histoseek.models.factory import (
             PACKAGED,
+            architecture_of,
             create_model,
             get_model_config,
             resolve_weights,
-            sha256_of,
         )
 
         config = get_model_config(name)
         weights = resolve_weights(name, pretrained or PACKAGED)
         self.device = resolve_device(device)
         self.model = create_model(name, pretrained=weights).to(self.device).eval()
+        self.model_arch = {**config["architecture"],
+                           **(architecture_of(weights) if weights else {})}
         self._torch = torch
         pre = config["preprocess"]
         self.info = EncoderInfo(
-            name=name, version=sha256_of(weights)[:16] if weights else "random",
+            name=name, version=model_version(weights, self.model_arch),
             dim=int(self.model.image.dim), modalities=("image", "text"),
             preprocess=Preprocess(int(pre["input_px"]), tuple(pre["mean"]), tuple(pre["std"]),
                                   pre.get("interpolation", "bicubic")),
@@ -62,6 +64,21 @@ class HistoseekBaseEncoder(Encoder):
         with self._torch.inference_mode():
             projected = self.model.encode_text(sentences)
         return l2_normalise(projected.float().cpu().numpy())
+
+
+def model_version(weights: Path | None, architecture: dict) -> str:
+    """The weights' sha256 prefix plus a hash of the architecture they run in.
+
+    Some fields (v2's general-branch weight ``g``) change the vectors without changing the
+    weights file, so the file's hash alone would let a library mix two kinds of vectors.
+    """
+    import hashlib
+    import json
+
+    from histoseek.models.factory import sha256_of
+
+    arch = hashlib.sha256(json.dumps(architecture, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{sha256_of(weights)[:16] if weights else 'random'}-{arch}"
 
 
 def create_histoseek_base(spec: object, pretrained: str | None, device: str

@@ -187,7 +187,7 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
                              f"(tower: fusion); '{config.model}' trains every layer")
         dataset = CachedTwoViewDataset(pack, _feature_cache(
             model, pack, train_idx, transform, config.train.feature_cache_views, device,
-            out, progress), seed=config.seed)
+            out, progress, config.seed), seed=config.seed)
         num_workers = 0  # the maps are in memory; workers would only copy them
     else:
         dataset = TwoViewDataset(pack, train_idx, transform)
@@ -322,17 +322,17 @@ def _pretrained_trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 def _feature_cache(model: torch.nn.Module, pack: TrainingPack, train_idx: np.ndarray,
                    transform: callable, views: int, device: torch.device, out: Path,  # type: ignore[valid-type]
-                   progress: bool) -> FeatureCache:
+                   progress: bool, seed: int) -> FeatureCache:
     """Load the run's cache of frozen maps, or build it (seeded, so a rebuild is identical)."""
     path = out / f"feature_cache-{views}views.pt"
     if path.is_file():
         cache = FeatureCache.load(path)
         if np.array_equal(cache.tiles, train_idx) and cache.views == views:
             return cache
-    state = torch.get_rng_state()
-    cache = build_feature_cache(model.image, pack, train_idx, transform, views, device,
-                                progress=progress)
-    torch.set_rng_state(state)  # the run's random stream does not depend on the cache
+    with torch.random.fork_rng(devices=[]):  # the run's random stream is left untouched
+        torch.manual_seed(seed)  # the views depend on the seed alone, not on what ran before
+        cache = build_feature_cache(model.image, pack, train_idx, transform, views, device,
+                                    progress=progress)
     cache.save(path)
     return cache
 
