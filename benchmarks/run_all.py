@@ -130,10 +130,6 @@ def builtin_model_section(workdir: Path) -> list[str]:
               "[worst queries](figures/test_worst_histoseek-base.png), "
               "[per class](figures/test_per_class.png).", ""]
     lines += v2_section(ROOT / "docs" / "training")
-    lines += ["## histoseek-base v1 (ResNet-10t from scratch; replaced by v2)", "",
-              "The records of the first built-in model, kept for comparison; its weights no "
-              "longer ship (`histoseek-base-v1` loads them from a file).", ""]
-    lines += training_records_section()
     out = run([sys.executable, str(ROOT / "benchmarks" / "cross_domain.py"), "--out",
                str(FIGURES)])
     lines += ["### Cross-domain: the real slides in tiny-wsi", "",
@@ -142,9 +138,10 @@ def builtin_model_section(workdir: Path) -> list[str]:
               "```", out.strip(), "```", "",
               "![cross-domain retrieval grid](figures/cross_domain_grid.png)", ""]
     out = run([sys.executable, str(ROOT / "benchmarks" / "bench_encoders.py")])
-    lines += ["### Encoding speed on CPU (224 px, batch 64)", "", "```", out.strip(), "```", ""]
+    lines += ["### Encoding speed on CPU (224 px, batch 64)", "", "```", out.strip(), "```", "",
+              "Loss curve of the shipped model: [v2](training/v2-deep.loss_curve.png).", ""]
     out = run([sys.executable, str(ROOT / "benchmarks" / "bench_train_step.py")])
-    lines += ["### Training step on CPU (the shipped config's step, median of 4)", "", "```",
+    lines += ["### Training step on CPU (median of 4)", "", "```",
               out.strip(), "```", ""]
     return lines
 
@@ -172,7 +169,8 @@ def v2_section(records: Path) -> list[str]:
              "training cases), trained on 2 CPU cores on cached frozen maps (4 augmented views "
              "per tile, `train.feature_cache_views`), then scored on the test split by "
              "`scripts/eval_run.py` (harness) and `benchmarks/generalisation.py` (proxies). "
-             "`g` is the general branch's weight in the library vector (0.5 shipped); `g = 0` "
+             "`g` is the general branch's weight in the library vector (shipped: 0.9, chosen on "
+             "validation by `scripts/select_general_weight.py`; the other runs at 0.5); `g = 0` "
              "is the fine-tuned branch alone, i.e. fine-tuning without a frozen branch beside "
              "it. OOD overlap: the share of each out-of-domain tile's 10 nearest neighbours "
              "under frozen `imagenet-lite0` that the model keeps (tiles of the two tiny-wsi "
@@ -231,10 +229,16 @@ def v2_section(records: Path) -> list[str]:
         mw = w["results"][model]
         per = lambda r: ", ".join(f"{c} {v:.3f}" for c, v in  # noqa: E731
                                   r["withheld_per_class_mMV@5"].items())
+        import csv
+
+        with open(records / "v2-withheld.metrics.csv", newline="") as fh:
+            epochs = len(list(csv.DictReader(fh)))
         lines += ["### Withheld classes: retrieval of classes the model never saw", "",
                   "The shipped recipe trained again with `normal` and `serrated_adenoma` neither "
-                  "labelled nor described (`configs/v2/withheld.yaml`); mMV@5 over those "
-                  "classes' test queries (leave-one-case-out, gallery: all test tiles):", "",
+                  "labelled nor described (`configs/v2/withheld.yaml`; "
+                  f"{epochs} of its 20 epochs run, best of those by validation); mMV@5 over "
+                  "those classes' test queries (leave-one-case-out, gallery: all test tiles):",
+                  "",
                   "| encoder | withheld-class mMV@5 | per class |", "|---|---:|---|",
                   f"| v2 trained without them | {mw['withheld_mMV@5']:.3f} | {per(mw)} |"]
         for variant, rv in w["results"].items():
@@ -302,7 +306,7 @@ def training_records_section() -> list[str]:
               f"**{acc['serrated_adenoma']:.3f}**. They were predicted as: "
               + "; ".join(f"{c}: " + ", ".join(f"{n} {k}" for n, k in v)
                           for c, v in w["withheld_class_predicted_as"].items()) + ".", "",
-              "Loss curves: [shipped model](training/histoseek-base.loss_curve.png), "
+              "Loss curves: [v1 shipped model](training/histoseek-base.loss_curve.png), "
               "[E](training/e-full.loss_curve.png), [CPU run](training/cpu-base.loss_curve.png); "
               "per-epoch metrics in `docs/training/*.csv`.",
               ""]
@@ -399,6 +403,10 @@ def main() -> None:
     FIGURES.mkdir(parents=True, exist_ok=True)
     lines += retrieval_section(args.workdir)
     lines += builtin_model_section(args.workdir)
+    lines += ["## histoseek-base v1 (ResNet-10t from scratch; replaced by v2)", "",
+              "The records of the first built-in model, kept for comparison; its weights no "
+              "longer ship (`histoseek-base-v1` loads them from a file).", ""]
+    lines += training_records_section()
     if not args.skip_bench:
         lines += bench_section(args.quick)
     else:
