@@ -385,6 +385,7 @@ def previous_bench_section() -> list[str]:
     section = text[text.index("## Engine benchmarks"):]
     section = section[:section.index("Total time:")] if "Total time:" in section else section
     title, _, body = section.partition("\n")
+    title = title.split(" (kept from")[0]  # one note, however often the section is carried
     return [title + " (kept from the previous full run: `--skip-bench`)", body.rstrip(), ""]
 
 
