@@ -27,6 +27,7 @@ from histoseek.evaluation.datasets import load_dataset
 from histoseek.evaluation.generalisation import (
     neighbourhood_overlap,
     random_crops,
+    remix,
     restricted_mmv,
     slide_tiles,
 )
@@ -40,14 +41,6 @@ SPLIT = ROOT / "configs" / "splits" / "ebhi-seg-seed0.json"
 SLIDES = [(SHARED / "tiny-wsi" / "cmu-1-small-region.svs", None),
           (SHARED / "tiny-wsi" / "tcga-cr-7395-01a-01-ts1.svs", 0.25)]
 WITHHELD = ["normal", "serrated_adenoma"]
-
-
-def reweight(joint: np.ndarray, tower: object, g: float) -> np.ndarray:
-    """A v2 vector ``[sqrt(g0) G, sqrt(1 - g0) T]`` re-mixed with another general weight ``g``
-    (the general branch is frozen, so ``g`` is a choice at inference, not in training)."""
-    g0, d = tower.general_weight, tower.general_dim
-    general, tuned = joint[:, :d] / np.sqrt(g0), joint[:, d:] / np.sqrt(1 - g0)
-    return np.concatenate([np.sqrt(g) * general, np.sqrt(1 - g) * tuned], axis=1)
 
 
 def main() -> None:
@@ -81,8 +74,9 @@ def main() -> None:
         if hasattr(tower, "general_weight"):
             weights[spec] = tower.general_weight
         for g in args.general_weights if hasattr(tower, "general_weight") else []:
-            runs.append((f"{spec} [g={g}]", reweight(emb, tower, g),
-                         {k: reweight(v, tower, g) for k, v in ood_emb.items()}))
+            mix = {"general_dim": tower.general_dim, "g0": tower.general_weight, "g": g}
+            runs.append((f"{spec} [g={g}]", remix(emb, **mix),
+                         {k: remix(v, **mix) for k, v in ood_emb.items()}))
     for spec, emb, ood_emb in runs:
         if spec == args.reference:
             reference = ood_emb

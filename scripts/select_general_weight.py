@@ -20,9 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from histoseek.evaluation.generalisation import neighbourhood_overlap, random_crops
-from histoseek.evaluation.metrics import majority_vote_at_k
-from histoseek.evaluation.protocols import neighbour_labels, rank_neighbours
+from histoseek.evaluation.generalisation import (
+    neighbourhood_overlap,
+    random_crops,
+    remix,
+    restricted_mmv,
+)
 from histoseek.models.factory import create_model, get_model_config
 from histoseek.training.data import TrainingPack, decode_jpeg
 from histoseek.training.validate import embed_tiles
@@ -30,10 +33,6 @@ from histoseek.training.validate import embed_tiles
 ROOT = Path(__file__).resolve().parents[1]
 GRID = [round(0.1 * i, 1) for i in range(10)]
 TOLERANCE = 0.01
-
-
-def mix(general: np.ndarray, tuned: np.ndarray, g: float) -> np.ndarray:
-    return np.concatenate([np.sqrt(g) * general, np.sqrt(1 - g) * tuned], axis=1)
 
 
 def main() -> None:
@@ -53,23 +52,20 @@ def main() -> None:
             "slides": np.stack([decode_jpeg(pack.jpeg[i]) for i in slides]),
             "crops": random_crops(list(val_tiles), 200, seed=0)}
     tower = model.image
-    d, g0 = tower.general_dim, tower.general_weight
-    parts = {}
     with torch.inference_mode():
-        for key, tiles in sets.items():
-            joint = embed_tiles(model, tiles, pre, torch.device("cpu"))
-            parts[key] = (joint[:, :d] / np.sqrt(g0), joint[:, d:] / np.sqrt(1 - g0))
+        joint = {key: embed_tiles(model, tiles, pre, torch.device("cpu"))
+                 for key, tiles in sets.items()}
     names = pack.label[val].astype(str)
     rows = []
     for g in GRID:
-        emb = mix(*parts["val"], g)
-        ranking = rank_neighbours(emb, names, 5, pack.patient[val].astype(str))
-        row = {"g": g, "val_mMV@5": float(majority_vote_at_k(
-            names, neighbour_labels(ranking, names), 5))}
+        mixed = {key: remix(v, tower.general_dim, tower.general_weight, g)
+                 for key, v in joint.items()}
+        row = {"g": g, "val_mMV@5": restricted_mmv(
+            mixed["val"], names, pack.patient[val].astype(str), sorted(set(names)))["all"]}
         for key in ("slides", "crops"):
-            general, tuned = parts[key]
+            general = remix(joint[key], tower.general_dim, tower.general_weight, 1.0)
             row[f"ood_overlap@10_{key}"] = float(neighbourhood_overlap(
-                general, mix(general, tuned, g), 10).mean())
+                general, mixed[key], 10).mean())
         rows.append(row)
         print(json.dumps(row), flush=True)
     best = max(r["val_mMV@5"] for r in rows)

@@ -23,7 +23,7 @@ class HistoseekBaseEncoder(Encoder):
 
         from histoseek.models.factory import (
             PACKAGED,
-            architecture_of,
+            architecture,
             create_model,
             get_model_config,
             resolve_weights,
@@ -33,12 +33,10 @@ class HistoseekBaseEncoder(Encoder):
         weights = resolve_weights(name, pretrained or PACKAGED)
         self.device = resolve_device(device)
         self.model = create_model(name, pretrained=weights).to(self.device).eval()
-        self.model_arch = {**config["architecture"],
-                           **(architecture_of(weights) if weights else {})}
         self._torch = torch
         pre = config["preprocess"]
         self.info = EncoderInfo(
-            name=name, version=model_version(weights, self.model_arch),
+            name=name, version=model_version(weights, architecture(name, weights)),
             dim=int(self.model.image.dim), modalities=("image", "text"),
             preprocess=Preprocess(int(pre["input_px"]), tuple(pre["mean"]), tuple(pre["std"]),
                                   pre.get("interpolation", "bicubic")),

@@ -25,12 +25,14 @@ from histoseek.slides.tiling import TilingConfig, iter_tile_batches, tile_slide
 
 def knn_indices(embeddings: np.ndarray, k: int) -> np.ndarray:
     """Exact k nearest neighbours of every row among the others (inner product)."""
-    emb = np.ascontiguousarray(embeddings, np.float32)
-    sim = emb @ emb.T
-    np.fill_diagonal(sim, -np.inf)
-    k = min(k, len(emb) - 1)
-    top = np.argpartition(-sim, kth=k - 1, axis=1)[:, :k]
-    return top
+    return rank_neighbours(embeddings, np.zeros(len(embeddings)), k).indices
+
+
+def remix(joint: np.ndarray, general_dim: int, g0: float, g: float) -> np.ndarray:
+    """A v2 vector ``[sqrt(g0) G, sqrt(1 - g0) T]`` re-mixed with another general weight ``g``
+    (the general branch is frozen, so ``g`` is a choice at inference, not in training)."""
+    general, tuned = joint[:, :general_dim] / np.sqrt(g0), joint[:, general_dim:] / np.sqrt(1 - g0)
+    return np.concatenate([np.sqrt(g) * general, np.sqrt(1 - g) * tuned], axis=1)
 
 
 def neighbourhood_overlap(reference: np.ndarray, model: np.ndarray, k: int = 10) -> np.ndarray:

@@ -117,8 +117,7 @@ def create_model(name: str, pretrained: str | Path | bool | None = None,
     overwritten anyway).
     """
     path = resolve_weights(name, pretrained)
-    stored = architecture_of(path) if path is not None else {}
-    arch = {**get_model_config(name)["architecture"], **stored, **overrides}
+    arch = {**architecture(name, path), **overrides}
     if path is not None and "pretrained_backbone" in arch:
         arch["pretrained_backbone"] = False
     model = build_model(arch)
@@ -145,6 +144,12 @@ def architecture_of(path: Path) -> dict[str, Any]:
     except Exception as exc:
         raise WeightsNotFoundError(f"{path}: not a readable safetensors file ({exc})") from exc
     return json.loads(meta[ARCH_KEY]) if ARCH_KEY in meta else {}
+
+
+def architecture(name: str, weights: Path | None) -> dict[str, Any]:
+    """The architecture ``weights`` run in: the registered config, then what the file records."""
+    stored = architecture_of(weights) if weights is not None else {}
+    return {**get_model_config(name)["architecture"], **stored}
 
 
 def save_weights(model: HistoseekModel, path: Path, half: bool = True,

@@ -25,18 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from histoseek.models.layers import GeM
+from histoseek.models.layers import GeM, gem, grid_embeddings
 from histoseek.models.neck import LocalGlobalNeck
 
 
-def gem_pool(x: torch.Tensor, p: float = 3.0, eps: float = 1e-6) -> torch.Tensor:
-    """Fixed-p GeM over H, W (the frozen branch has no parameters to learn)."""
-    return x.clamp(min=eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
-
-
 def multiscale_gem(maps: list[torch.Tensor], p: float = 3.0) -> torch.Tensor:
-    """Per-scale GeM, each L2-normalised so no scale dominates by magnitude, concatenated."""
-    pooled = [F.normalize(gem_pool(m.float(), p), dim=-1) for m in maps]
+    """Per-scale fixed-p GeM, each L2-normalised so no scale dominates by magnitude,
+    concatenated (the frozen branch has no parameters to learn)."""
+    pooled = [F.normalize(gem(m.float(), p), dim=-1) for m in maps]
     return F.normalize(torch.cat(pooled, dim=-1), dim=-1)
 
 
@@ -122,11 +118,7 @@ class FusionTower(nn.Module):
         return F.normalize(self.proj(self.pool(fmap)), dim=-1)
 
     def region_embeddings(self, fmap: torch.Tensor, grid: int = 2) -> torch.Tensor:
-        _b, _c, h, w = fmap.shape
-        cells = [self.embed_map(fmap[:, :, i * h // grid:(i + 1) * h // grid,
-                                     j * w // grid:(j + 1) * w // grid])
-                 for i in range(grid) for j in range(grid)]
-        return torch.stack(cells, dim=1)
+        return grid_embeddings(fmap, self.embed_map, grid)
 
     def general_embedding(self, frozen: list[torch.Tensor]) -> torch.Tensor:
         """The frozen branch: multi-scale GeM of the pretrained taps (``imagenet-lite0``)."""

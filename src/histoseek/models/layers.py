@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
+
+
+def gem(x: torch.Tensor, p: float | torch.Tensor = 3.0, eps: float = 1e-6) -> torch.Tensor:
+    """Generalised mean ``(mean x^p)^(1/p)`` over H, W."""
+    return x.clamp(min=eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+
+
+def grid_embeddings(fmap: torch.Tensor, embed: Callable[[torch.Tensor], torch.Tensor],
+                    grid: int = 2) -> torch.Tensor:
+    """Anchor embeddings ``[B, grid*grid, D]``: the map cut into a grid, each cell embedded."""
+    _b, _c, h, w = fmap.shape
+    cells = [embed(fmap[:, :, i * h // grid:(i + 1) * h // grid,
+                        j * w // grid:(j + 1) * w // grid])
+             for i in range(grid) for j in range(grid)]
+    return torch.stack(cells, dim=1)
 
 
 class GeM(nn.Module):
@@ -19,8 +36,7 @@ class GeM(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.p.clamp(min=1.0)
-        return x.clamp(min=self.eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
+        return gem(x, self.p.clamp(min=1.0), self.eps)
 
 
 def conv_bn_act(in_ch: int, out_ch: int, kernel: int = 1) -> nn.Sequential:

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from histoseek.models.layers import GeM
+from histoseek.models.layers import GeM, grid_embeddings
 from histoseek.models.neck import LocalGlobalNeck
 
 
@@ -41,14 +41,7 @@ class ImageTower(nn.Module):
 
     def region_embeddings(self, fmap: torch.Tensor, grid: int = 2) -> torch.Tensor:
         """Anchor embeddings ``[B, grid*grid, D]``: the map cut into a grid, each cell pooled."""
-        _b, _c, h, w = fmap.shape
-        cells = []
-        for i in range(grid):
-            for j in range(grid):
-                cell = fmap[:, :, i * h // grid:(i + 1) * h // grid,
-                            j * w // grid:(j + 1) * w // grid]
-                cells.append(self.embed_map(cell))
-        return torch.stack(cells, dim=1)
+        return grid_embeddings(fmap, self.embed_map, grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.embed_map(self.feature_map(x))
