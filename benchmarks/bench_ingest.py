@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from histoseek import create_encoder
-from histoseek.search.library import Library
+from histoseek.library import Library
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -17,13 +17,14 @@ import shutil
 import statistics
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 from histoseek.index.store import SourceRecord
-from histoseek.search.library import Library
+from histoseek.library import Library
 
 
 def clustered_vectors(n: int, dim: int, centres: int, seed: int) -> np.ndarray:
@@ -43,8 +44,10 @@ def build_library(root: Path, vectors: np.ndarray, index: str) -> Library:
     """A real library whose image space holds ``vectors`` (one synthetic slide per 10k tiles)."""
     lib = Library.create(root, encoder="classic", index=index)
     dim = vectors.shape[1]
-    lib.manifest["encoder"]["dim"] = dim  # synthetic vectors stand in for the encoder's
-    lib.store.set_meta({"encoder": lib.manifest["encoder"]})
+    # synthetic vectors stand in for the encoder's
+    replace(lib.manifest, encoder={**lib.manifest.encoder, "dim": dim}).save(lib.store)
+    lib.close()
+    lib = Library.open(root)
     per_source = 10_000
     records = []
     for s, start in enumerate(range(0, len(vectors), per_source)):
@@ -60,7 +63,7 @@ def build_library(root: Path, vectors: np.ndarray, index: str) -> Library:
             tile_mpp=0.5, tissue=np.ones(n, np.float32), vectors=part))
     for start in range(0, len(records), 10):
         lib.store.insert_sources(records[start : start + 10])
-    lib._index("image")  # reconcile: FAISS filled from SQLite, as after any crash
+    lib.indexes["image"]  # reconcile: FAISS filled from SQLite, as after any crash
     lib.save()
     return lib
 

@@ -36,9 +36,9 @@ from histoseek.errors import (
     UnknownEncoderError,
     UnsupportedImageError,
 )
-from histoseek.search.hits import IngestReport
-from histoseek.search.inputs import parse_filters
-from histoseek.search.library import Library
+from histoseek.ingest.results import IngestReport
+from histoseek.library import Library
+from histoseek.search.arguments import parse_filters
 from histoseek.slides.reader import open_slide
 from histoseek.slides.tiling import TilingConfig, tile_slide
 
@@ -337,9 +337,14 @@ def test_nonexistent_path(good_folder: tuple[Path, list[Path]], tmp_path: Path) 
         report = lib.add([root, missing], progress=False)
         assert_listed(report, missing, r"no such file or folder")
         assert_consistent(lib, good)
-    result = invoke("index", tmp_path / "lib", missing)
+    result = invoke("index", tmp_path / "lib", missing)  # nothing else to do: an error
+    assert result.exit_code == 2
+    one_line_naming(result.stderr, str(missing), r"^error: .*no such file or folder")
+    result = invoke("index", tmp_path / "lib", missing, root)  # with work to do: a warning
     assert result.exit_code == 1
     one_line_naming(result.stderr, str(missing), r"^skipped: .*no such file or folder")
+    result = invoke("index", tmp_path / "new-lib", missing)  # a typo creates no library
+    assert result.exit_code == 2 and not (tmp_path / "new-lib").exists()
 
 
 def test_unreadable_folder(good_folder: tuple[Path, list[Path]], tmp_path: Path) -> None:
@@ -356,7 +361,7 @@ def test_unreadable_folder(good_folder: tuple[Path, list[Path]], tmp_path: Path)
             report = lib.add([root, folder], progress=False)
             assert_listed(report, folder, problem)
             assert_consistent(lib, good)
-        result = invoke("index", tmp_path / "lib", folder)
+        result = invoke("index", tmp_path / "lib", folder, root)
         assert result.exit_code == 1
         one_line_naming(result.stderr, str(folder), problem)
     finally:
@@ -558,7 +563,7 @@ def test_report_with_empty_text_is_skipped_and_listed(built: tuple[Path, list[Pa
             ("r2", "report text is empty"), ("r3", "report text is empty")]
         assert lib.info()["reports"] == 2
         hits = lib.search(text="carcinoma with necrosis", k=2)
-        assert [h.slide for h in hits] == ["r1", "r4"]
+        assert [h.report_id for h in hits] == ["r1", "r4"]
     with Library.open(lib_dir) as lib:
         assert lib.info()["reports"] == 2 and lib.info()["sources"] == 2
     result = invoke("index", lib_dir, "--reports", reports)

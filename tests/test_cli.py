@@ -140,7 +140,7 @@ def test_search_table_output(indexed: Path, tile_folder: Path) -> None:
 
 def test_remove_then_info(indexed: Path, tile_folder: Path) -> None:
     result = run("remove", indexed, "pink_0.png")
-    assert "removed pink_0.png: 1 tiles" in result.stdout
+    assert "removed pink_0.png: 1 source(s), 1 tiles" in result.stdout
     data = info(indexed)
     assert (data["sources"], data["tiles"]) == (11, 11)
     assert data["labels"]["pink"] == 3

@@ -16,7 +16,7 @@ __all__ = ["HistoseekError", "Library", "__version__", "create_encoder", "list_e
 def __getattr__(name: str) -> object:
     # Library pulls in FAISS and SQLite plumbing; import it only when asked for.
     if name == "Library":
-        from histoseek.search.library import Library
+        from histoseek.library import Library
 
         return Library
     raise AttributeError(name)

@@ -1,7 +1,7 @@
 """The ``histoseek`` command: each verb parses, calls one ``Library`` method, prints.
 
-``HistoseekError`` is caught once here and printed as one line with a non-zero exit; any
-other exception is a bug and keeps its traceback.
+``HistoseekError`` is caught once, in ``_Commands.invoke``, and printed as one line with exit
+status 2; any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -15,28 +15,49 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
+from typer.core import TyperGroup
 
-from histoseek.errors import HistoseekError
+from histoseek.errors import HistoseekError, InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="histoseek: search whole-slide images, tiles and reports.")
 console = Console(soft_wrap=True)  # no newlines inside file paths: logs stay copyable
 err_console = Console(stderr=True, soft_wrap=True)
 
 
-def _fail(exc: HistoseekError) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+class _Commands(TyperGroup):
+    """Every command runs through here: a ``HistoseekError`` becomes one line, exit 2."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except HistoseekError as exc:
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                              soft_wrap=True)
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(cls=_Commands, add_completion=False, no_args_is_help=True,
+                  help="histoseek: search whole-slide images, tiles and reports.")
 
 
 @app.command()
-def encoders() -> None:
+def encoders(
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per encoder")] = False,
+) -> None:
     """List the registered encoders."""
     from histoseek.encoders.registry import get_encoder_spec, list_encoders
 
-    names = list_encoders()  # the name column never wraps or truncates: users type it
+    names = list_encoders()
+    if as_json:
+        for name in names:
+            spec = get_encoder_spec(name)
+            print(json.dumps({"name": name, "towers": list(spec.modalities),
+                              "offline": spec.offline, "default_weights": spec.default_pretrained,
+                              "description": spec.description}))
+        return
+    # names and hub ids never wrap or get cut: users type them into the next command
     table = Table(Column("name", no_wrap=True, min_width=max(map(len, names), default=4)),
-                  "towers", "offline", "default weights", "description")
+                  "towers", "offline", Column("default weights", overflow="fold"),
+                  Column("description", ratio=1))
     for name in names:
         spec = get_encoder_spec(name)
         table.add_row(name, "+".join(spec.modalities), "yes" if spec.offline else "needs weights",
@@ -44,58 +65,74 @@ def encoders() -> None:
     console.print(table)
 
 
+def _warn(prefix: str, message: str) -> None:
+    err_console.print(f"{prefix} {escape(message)}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 def index(
     library: Annotated[Path, typer.Argument(help="library folder (created if missing)")],
     paths: Annotated[list[Path] | None, typer.Argument(help="slides, images or folders")] = None,
-    encoder: Annotated[str | None, typer.Option(help="encoder for a new library")] = None,
+    encoder: Annotated[str | None, typer.Option(
+        help="encoder of a new library [default: histoseek-base]")] = None,
     pretrained: Annotated[str | None, typer.Option(help="weights: hub id or local path")] = None,
     mpp: Annotated[float | None, typer.Option(help="microns per pixel, overrides the file")] = None,
-    tile: Annotated[int, typer.Option(help="tile size in pixels (new library)")] = 224,
-    target_mpp: Annotated[float, typer.Option(help="tile scale in mpp (new library)")] = 0.5,
-    min_tissue: Annotated[float, typer.Option(help="min tissue fraction per tile")] = 0.5,
-    labels: Annotated[Path | None, typer.Option(help="CSV path,label,source_id")] = None,
+    tile: Annotated[int | None, typer.Option(
+        help="tile size in pixels of a new library [default: 224]")] = None,
+    target_mpp: Annotated[float | None, typer.Option(
+        help="tile scale in mpp of a new library [default: 0.5]")] = None,
+    min_tissue: Annotated[float | None, typer.Option(
+        help="min tissue fraction per tile of a new library [default: 0.5]")] = None,
+    labels: Annotated[Path | None, typer.Option(
+        help="CSV path,label[,source_id,slide_id,...]")] = None,
     reports: Annotated[
         Path | None, typer.Option(help="CSV report_id,text[,source_id,label]")] = None,
-    index_type: Annotated[str, typer.Option("--index", help="flat | hnsw | ivfpq")] = "flat",
+    index_type: Annotated[str | None, typer.Option(
+        "--index", help="flat | hnsw | ivfpq, for a new library [default: flat]")] = None,
     batch_size: Annotated[int, typer.Option(help="tiles per encoder batch")] = 64,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "cpu",
 ) -> None:
-    """Add slides, tiles and reports to a library (re-running resumes, never duplicates)."""
-    from histoseek.search.library import Library
-    from histoseek.slides.tiling import TilingConfig
+    """Add slides, tiles and reports to a library (re-running resumes, never duplicates).
 
-    try:
-        lib = Library.open_or_create(
-            library, encoder=encoder, pretrained=pretrained, index=index_type, device=device,
-            tiling=TilingConfig(target_mpp=target_mpp, tile_px=tile, min_tissue=min_tissue))
-        with lib:
-            failed = 0
-            if paths:
-                result = lib.add(paths, labels=labels, mpp=mpp, batch_size=batch_size)
-                for note in result.grouped_notes():
-                    err_console.print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
-                for failure in result.failures:
-                    problem = failure.problem if failure.path in failure.problem else (
-                        f"{failure.path}: {failure.problem}")  # every line names its file
-                    err_console.print(f"[yellow]skipped:[/] {escape(problem)}", highlight=False,
-                                      soft_wrap=True)
-                console.print(result.summary(), highlight=False)
-                failed += len(result.failures)
-            if reports:
-                result = lib.add_reports(reports)
-                for failure in result.failures:
-                    err_console.print(f"[yellow]skipped report[/] {escape(failure.path)}: "
-                                      f"{escape(failure.problem)}", highlight=False,
-                                      soft_wrap=True)
-                console.print(result.summary(), highlight=False)
-                failed += len(result.failures)
-            if not paths and not reports:
-                console.print(f"library ready at {library}; nothing to add")
-    except HistoseekError as exc:
-        _fail(exc)
+    Settings of an existing library (encoder, tiling, index) cannot change: an option that
+    differs from the library's is refused.
+    """
+    from histoseek.library import Library
+
+    if paths and not reports and not any(p.exists() for p in paths):
+        raise InputError("; ".join(f"{p}: no such file or folder" for p in paths)
+                         + ": nothing to index, no library created or changed")
+    tiling = {k: v for k, v in (("tile_px", tile), ("target_mpp", target_mpp),
+                                ("min_tissue", min_tissue)) if v is not None}
+    lib = Library.open_or_create(library, encoder=encoder, pretrained=pretrained,
+                                 index=index_type, tiling=tiling,  # type: ignore[arg-type]
+                                 device=device)
+    failed = 0
+    with lib:
+        if paths:
+            result = lib.add(paths, labels=labels, mpp=mpp, batch_size=batch_size)
+            for note in result.grouped_notes():
+                _warn("note:", note)
+            for failure in result.failures:
+                problem = failure.problem if failure.path in failure.problem else (
+                    f"{failure.path}: {failure.problem}")  # every line names its file
+                _warn("[yellow]skipped:[/]", problem)
+            console.print(result.summary(), highlight=False)
+            failed += len(result.failures)
+        if reports:
+            result = lib.add_reports(reports)
+            for failure in result.failures:
+                _warn("[yellow]skipped report[/]", f"{failure.path}: {failure.problem}")
+            console.print(result.summary(), highlight=False)
+            failed += len(result.failures)
+        if not paths and not reports:
+            console.print(f"library ready at {library}; nothing to add")
     if failed:
         raise typer.Exit(1)
+
+
+HIT_FIELDS = ("score", "kind", "path", "source_id", "slide", "report_id", "x", "y", "w", "h",
+              "mpp", "label", "text", "metadata", "regions")
 
 
 @app.command()
@@ -106,56 +143,76 @@ def search(
     slide: Annotated[Path | None, typer.Option(help="query whole slide")] = None,
     region: Annotated[str | None, typer.Option(help="FILE:x,y,w,h in level-0 px")] = None,
     target: Annotated[str | None, typer.Option(help="tiles | slides | reports")] = None,
-    k: Annotated[int, typer.Option("-k", "--k", help="number of hits")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", help="number of hits (of slides with --group)")
+                 ] = 10,
     where: Annotated[list[str] | None, typer.Option(help="key=value filter")] = None,
     exclude: Annotated[list[str] | None, typer.Option(help="key=value to exclude")] = None,
-    mpp: Annotated[float | None, typer.Option(help="mpp of the query slide")] = None,
+    mpp: Annotated[float | None, typer.Option(help="mpp of the query slide or image")] = None,
     group: Annotated[bool, typer.Option(help="group tile hits by slide")] = False,
-    expand: Annotated[bool, typer.Option(help="expand text with knowledge-base attributes")
+    expand: Annotated[bool, typer.Option(help="add knowledge-base synonyms to a text query")
                       ] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per hit")] = False,
+    grid: Annotated[Path | None, typer.Option(help="also write a retrieval grid PNG here")
+                    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per hit, per line")
+                       ] = False,
 ) -> None:
     """Search a library by image, region, slide or text."""
-    from histoseek.search.inputs import parse_filters
-    from histoseek.search.library import Library
+    from histoseek.library import Library
+    from histoseek.search.arguments import parse_filters
+    from histoseek.viz.hit_table import print_hits
 
-    try:
-        with Library.open(library) as lib:
-            hits = lib.search(image=image, text=text, slide=slide, region=region, k=k,
-                              where=parse_filters(where), exclude=parse_filters(exclude),
-                              target=target, mpp=mpp, group=group,  # type: ignore[arg-type]
-                              expand=expand)
-    except HistoseekError as exc:
-        _fail(exc)
+    with Library.open(library) as lib:
+        hits = lib.search(image=image, text=text, slide=slide, region=region, k=k,
+                          where=parse_filters(where), exclude=parse_filters(exclude),
+                          target=target, mpp=mpp, group=group,  # type: ignore[arg-type]
+                          expand=expand)
+        if grid is not None:
+            _write_grid(lib, grid, hits, image=image, text=text, slide=slide, region=region,
+                        mpp=mpp)
     if as_json:
         for hit in hits:
             data = hit.to_dict()
-            print(json.dumps({key: data[key] for key in (
-                "score", "kind", "path", "source_id", "slide", "x", "y", "w", "h", "mpp",
-                "label", "text", "metadata", "regions")}))
+            print(json.dumps({key: data[key] for key in HIT_FIELDS}))
+    else:
+        print_hits(hits, console=console)
+    if grid is not None:
+        err_console.print(f"retrieval grid: {grid}", highlight=False, soft_wrap=True)
+
+
+def _write_grid(lib, out: Path, hits, **query) -> None:  # type: ignore[no-untyped-def]
+    from histoseek.viz.hit_grid import query_picture, write_hits_grid
+
+    picture = query_picture(tile_px=lib.tiling.tile_px, target_mpp=lib.tiling.target_mpp,
+                            **query)
+    kind = next(k for k in ("image", "text", "slide", "region") if query.get(k) is not None)
+    write_hits_grid(picture, hits, lib.hit_pixels, out,
+                    title=f"{kind} query: top {len(hits)} hits, encoder "
+                          f"{lib.manifest.encoder_name}")
+
+
+@app.command("list")
+def list_sources(
+    library: Annotated[Path, typer.Argument(help="library folder")],
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per source, per line")
+                       ] = False,
+) -> None:
+    """List the sources in a library: id, name, label, case, scale, tiles."""
+    from histoseek.library import Library
+
+    with Library.open(library) as lib:
+        rows = lib.sources()
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
         return
-    print_hits(hits)
-
-
-def print_hits(hits: list, title: str | None = None) -> None:  # type: ignore[type-arg]
-    """Render hits as a table (shared with the demo); columns follow the hit kind."""
-    reports = bool(hits) and all(h.kind == "report" for h in hits)
-    columns = ["#", "score", "kind", "report" if reports else "source"]
-    columns += ["label", "text"] if reports else ["x,y,w,h (level 0)", "mpp", "label"]
-    table = Table(*columns, title=title, title_justify="left")
-    for rank, hit in enumerate(hits, 1):
-        row = [str(rank), f"{hit.score:.3f}", hit.kind, hit.slide or ""]
-        if reports:
-            text = hit.text or ""
-            row += [hit.label or "", text[:90] + ("…" if len(text) > 90 else "")]
-        else:
-            where = hit.regions[0] if hit.kind == "slide" and hit.regions else hit
-            box = "" if where.x is None else f"{where.x},{where.y},{where.w},{where.h}"
-            row += [box, "" if where.mpp is None else f"{where.mpp:.3g}", hit.label or ""]
-        table.add_row(*row)
+    table = Table("id", Column("name", overflow="fold"), "kind", Column("label", overflow="fold"),
+                  Column("source_id", overflow="fold"), "mpp", "tiles",
+                  title=f"{len(rows)} sources in {library}", title_justify="left")
+    for row in rows:
+        table.add_row(str(row["id"]), row["name"], row["kind"], row["label"] or "",
+                      row["source_id"] or "", "" if row["mpp"] is None else f"{row['mpp']:.3g}",
+                      str(row["n_tiles"]))
     console.print(table)
-    if not hits:
-        console.print("no hits")
 
 
 @app.command()
@@ -164,17 +221,14 @@ def info(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Counts of sources, tiles, slides and reports; encoder and index type."""
-    from histoseek.search.library import Library
+    from histoseek.library import Library
 
-    try:
-        with Library.open(library) as lib:
-            data = lib.info()
-    except HistoseekError as exc:
-        _fail(exc)
+    with Library.open(library) as lib:
+        data = lib.info()
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    table = Table("field", "value", show_header=False)
+    table = Table("field", Column("value", overflow="fold"), show_header=False)
     for key, value in data.items():
         table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     console.print(table)
@@ -183,17 +237,17 @@ def info(
 @app.command()
 def remove(
     library: Annotated[Path, typer.Argument(help="library folder")],
-    source: Annotated[str, typer.Argument(help="path, file name, sha256 or id of a source")],
+    source: Annotated[str, typer.Argument(
+        help="a source's path, file name, sha256 or id, or a report's report_id")],
 ) -> None:
-    """Delete a source and its vectors."""
-    from histoseek.search.library import Library
+    """Delete a source and its tiles, or a report, with their vectors."""
+    from histoseek.library import Library
 
-    try:
-        with Library.open(library) as lib:
-            n = lib.remove(source)
-    except HistoseekError as exc:
-        _fail(exc)
-    console.print(f"removed {source}: {n} tiles")
+    with Library.open(library) as lib:
+        removed = lib.remove(source)
+    parts = ([f"{removed.sources} source(s), {removed.tiles} tiles"] if removed.sources else [])
+    parts += [f"{removed.reports} report(s)"] if removed.reports else []
+    console.print(f"removed {source}: {' and '.join(parts)}", highlight=False)
 
 
 @app.command()
@@ -204,10 +258,7 @@ def demo(
     """Index the bundled demo set, run one query of each type, write a retrieval grid."""
     from histoseek.demo import run_demo
 
-    try:
-        run_demo(out, encoder=encoder)
-    except HistoseekError as exc:
-        _fail(exc)
+    run_demo(out, encoder=encoder)
 
 
 @app.command()
@@ -223,17 +274,14 @@ def train(
     from histoseek.training.loop import train as run_training
     from histoseek.training.pack import build_pack
 
-    try:
-        cfg = load_config(config, epochs=epochs, device=device, num_workers=workers)
-        pack = Path(cfg.data.pack)
-        if not pack.is_file():
-            console.print(f"packing training data into {pack}")
-            build_pack(Path(cfg.data.labels), Path(cfg.data.split),
-                       [(Path(u.path), u.mpp) for u in cfg.data.unlabelled], pack,
-                       cfg.data.val_fraction, cfg.seed)
-        best = run_training(cfg, out)
-    except HistoseekError as exc:
-        _fail(exc)
+    cfg = load_config(config, epochs=epochs, device=device, num_workers=workers)
+    pack = Path(cfg.data.pack)
+    if not pack.is_file():
+        console.print(f"packing training data into {pack}")
+        build_pack(Path(cfg.data.labels), Path(cfg.data.split),
+                   [(Path(u.path), u.mpp) for u in cfg.data.unlabelled], pack,
+                   cfg.data.val_fraction, cfg.seed)
+    best = run_training(cfg, out)
     console.print(f"weights: {best}\nmetrics: {out / 'metrics.csv'}\ncurve: "
                   f"{out / 'loss_curve.png'}")
 
@@ -270,12 +318,9 @@ def eval_retrieval(
     from histoseek.evaluation.report import markdown_table
     from histoseek.evaluation.retrieval import RetrievalSetup, evaluate_retrieval
 
-    try:
-        results = evaluate_retrieval(RetrievalSetup(
-            data=data, encoders=tuple(encoder), out=out, ks=_ks(k), exclude_same=exclude_same,
-            split=split, subset=subset, cache_dir=cache, device=device))
-    except HistoseekError as exc:
-        _fail(exc)
+    results = evaluate_retrieval(RetrievalSetup(
+        data=data, encoders=tuple(encoder), out=out, ks=_ks(k), exclude_same=exclude_same,
+        split=split, subset=subset, cache_dir=cache, device=device))
     print(markdown_table(results))
     console.print(f"written to {out}: metrics.json, report.md, rankings.csv, *.png")
 
@@ -295,10 +340,7 @@ def eval_zeroshot(
     from histoseek.evaluation.crossmodal import evaluate_zeroshot
     from histoseek.evaluation.report import markdown_table
 
-    try:
-        result = evaluate_zeroshot(data, classes, encoder, out, split, subset, cache, device)
-    except HistoseekError as exc:
-        _fail(exc)
+    result = evaluate_zeroshot(data, classes, encoder, out, split, subset, cache, device)
     print(markdown_table({encoder: result}))
 
 
@@ -314,10 +356,7 @@ def eval_crossmodal(
     from histoseek.evaluation.crossmodal import evaluate_crossmodal
     from histoseek.evaluation.report import markdown_table
 
-    try:
-        result = evaluate_crossmodal(pairs, encoder, out, cache, device)
-    except HistoseekError as exc:
-        _fail(exc)
+    result = evaluate_crossmodal(pairs, encoder, out, cache, device)
     print(markdown_table({encoder: result}))
 
 
@@ -332,11 +371,8 @@ def eval_split(
     from histoseek.evaluation.datasets import load_dataset
     from histoseek.evaluation.protocols import split_by_source
 
-    try:
-        dataset = load_dataset(data)
-        split = split_by_source(dataset, test_fraction, seed)
-    except HistoseekError as exc:
-        _fail(exc)
+    dataset = load_dataset(data)
+    split = split_by_source(dataset, test_fraction, seed)
     split.save(out)
     train, test = split.indices(dataset)
     console.print(f"{out}: {len(split.train_sources)} train sources ({len(train)} images), "

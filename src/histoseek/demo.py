@@ -9,9 +9,12 @@ from pathlib import Path
 from rich.console import Console
 
 from histoseek.errors import NoTextTowerError
+from histoseek.library import DEFAULT_ENCODER, Library
 from histoseek.search.hits import Hit
-from histoseek.search.library import DEFAULT_ENCODER, Library
 from histoseek.viz.grid import GridCell, render_grid
+from histoseek.viz.hit_grid import CELL_PX, hit_caption
+from histoseek.viz.hit_table import print_hits
+from histoseek.viz.labels import display_label
 
 console = Console()
 
@@ -22,8 +25,6 @@ def demo_data_dir() -> Path:
 
 def run_demo(out: Path, encoder: str | None = None, k: int = 5) -> Path:
     """Build ``out/library`` from the demo set, run each query type, write ``out/*.png``."""
-    from histoseek.cli import print_hits
-
     data = demo_data_dir()
     slide = data / "slides" / "cmu-1-small-region.svs"
     out.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,7 @@ def run_demo(out: Path, encoder: str | None = None, k: int = 5) -> Path:
             correct += sum(h.label == label for h in hits)
             total += len(hits)
             grid_rows.append((
-                GridCell(lib.hit_pixels(_as_tile_hit(lib, query_path)), f"{label}"),
+                GridCell(lib.hit_pixels(_as_tile_hit(lib, query_path)), display_label(label)),
                 [_labelled_cell(lib, h, label) for h in hits]))
         console.print(f"image → image precision@{k} over {len(queries)} class queries, "
                       f"leave-one-case-out: {correct}/{total}", highlight=False)
@@ -63,7 +64,7 @@ def run_demo(out: Path, encoder: str | None = None, k: int = 5) -> Path:
         print_hits(region_hits, title="region → tiles: cmu-1-small-region.svs:900,900,448,448")
         grid_rows.append((
             GridCell(lib.hit_pixels(_region_hit(region)), "region\n900,900,448,448"),
-            [GridCell(lib.hit_pixels(h, 160), f"{h.slide[:14]}\n{h.x},{h.y}\n{h.score:.3f}")
+            [GridCell(lib.hit_pixels(h, CELL_PX), f"{hit_caption(h)}\n{h.x},{h.y}")
              for h in region_hits]))
 
         print_hits(lib.search(slide=slide, k=3), title="slide → slides: cmu-1-small-region.svs")
@@ -101,7 +102,5 @@ def _region_hit(region: tuple[Path, int, int, int, int]):  # type: ignore[no-unt
 
 def _labelled_cell(lib: Library, hit: Hit, query_label: str) -> GridCell:
     """Green/red by class; a hit without a label (a slide tile) is drawn neutral, not wrong."""
-    pixels = lib.hit_pixels(hit, 160)
-    if hit.label is None:
-        return GridCell(pixels, f"{(hit.slide or '')[:14]} (no label)\n{hit.score:.3f}", None)
-    return GridCell(pixels, f"{hit.label}\n{hit.score:.3f}", hit.label == query_label)
+    good = None if hit.label is None else hit.label == query_label
+    return GridCell(lib.hit_pixels(hit, CELL_PX), hit_caption(hit), good)

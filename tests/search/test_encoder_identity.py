@@ -14,7 +14,7 @@ V1_VERSION = "612c7ae58017ff2e"  # sha256[:16] of the released histoseek-base v1
 
 def test_a_v1_library_refuses_v2_vectors_and_says_to_reindex(tmp_path: Path) -> None:
     lib = Library.create(tmp_path / "lib", encoder="histoseek-base")
-    manifest = dict(lib.manifest["encoder"])
+    manifest = dict(lib.manifest.encoder)
     assert manifest["version"] != V1_VERSION and manifest["dim"] == 472 + 256
     # what a library written by histoseek 0.1 (v1 weights, 256-d) records
     lib.store.set_meta({"encoder": {**manifest, "version": V1_VERSION, "dim": 256,

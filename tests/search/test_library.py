@@ -14,7 +14,7 @@ from PIL import Image
 from histoseek.encoders.base import Encoder, EncoderInfo, Preprocess, check_texts, check_tiles
 from histoseek.encoders.registry import create_encoder as real_create_encoder
 from histoseek.errors import EmptyQueryError, InputError, LibraryError, NoTextTowerError
-from histoseek.search.library import Library
+from histoseek.library import Library
 from histoseek.slides.tiling import TilingConfig
 
 PALETTES = {"pink": (225, 140, 190), "purple": (120, 70, 160), "pale": (240, 210, 225)}
@@ -55,24 +55,16 @@ class FakeClip(Encoder):
         return np.stack(out).astype(np.float32)
 
 
-def _create_encoder(name: str, pretrained: str | None = None, device: str = "cpu") -> Encoder:
-    if name == "fake-clip":
-        return FakeClip()
-    if name == "minilm":  # loading it takes seconds: once per session is enough
-        if name not in _CACHE:
-            _CACHE[name] = real_create_encoder(name, pretrained, device)
-        return _CACHE[name]
-    return real_create_encoder(name, pretrained, device)
-
-
-@pytest.fixture(autouse=True)
-def _encoders(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("histoseek.search.library.create_encoder", _create_encoder)
+def _minilm() -> Encoder:
+    """The real text encoder, loaded once per session (it takes seconds)."""
+    if "minilm" not in _CACHE:
+        _CACHE["minilm"] = real_create_encoder("minilm")
+    return _CACHE["minilm"]
 
 
 @pytest.fixture
 def lib(tmp_path: Path) -> Library:
-    library = Library.create(tmp_path / "lib", encoder="classic")
+    library = Library.create(tmp_path / "lib", encoder="classic", text_encoder=_minilm())
     yield library
     library.store.close()
 
@@ -87,7 +79,7 @@ def _search_all(library: Library, query: Any, **kw: Any) -> list:
 
 
 def _assert_index_matches_store(library: Library) -> None:
-    ids = library._index("image").ids()
+    ids = library.indexes["image"].ids()
     assert len(ids) == len(set(ids.tolist()))
     assert set(ids.tolist()) == set(library.store.all_ids("image").tolist())
 
@@ -97,11 +89,11 @@ def test_create_open_round_trip(tmp_path: Path) -> None:
     tiling = TilingConfig(target_mpp=1.0, tile_px=128, min_tissue=0.3)
     with Library.create(tmp_path / "lib", index="hnsw", tiling=tiling,
                         encoder="classic") as created:
-        manifest = dict(created.manifest)
+        manifest = created.manifest
     with Library.open(tmp_path / "lib") as opened:
         assert opened.manifest == manifest
         assert opened.tiling == tiling
-        assert opened.manifest["index"] == "hnsw"
+        assert opened.manifest.index == "hnsw"
         assert opened.encoder.name == "classic"
     with Library.open_or_create(tmp_path / "lib", encoder="classic") as again:
         assert again.manifest == manifest
@@ -134,7 +126,7 @@ def test_add_tile_folder_labels_and_readd_noop(lib: Library, tile_folder: Path) 
     again = lib.add(tile_folder, progress=False)
     assert again.added == [] and again.tiles == 0
     assert sorted(again.unchanged) == sorted(str(f.resolve()) for f in files)
-    assert lib.info()["tiles"] == 12 and len(lib._index("image")) == 12
+    assert lib.info()["tiles"] == 12 and len(lib.indexes["image"]) == 12
     assert set(lib.store.all_ids("image").tolist()) == before
 
 
@@ -145,9 +137,8 @@ def test_other_files_in_folders_are_reported_not_dropped(lib: Library,
     (tile_folder / "pink" / ".DS_Store").write_bytes(b"\0")  # hidden files stay quiet
     report = lib.add(tile_folder, progress=False)
     assert len(report.added) == 12 and not report.failures
-    skipped = [n for n in report.notes if "skipped" in n]
-    assert skipped == ["2 file(s) in the folders skipped: not a slide or image format "
-                       "histoseek reads (labels.csv, notes.pdf)"]
+    assert report.skipped == ["labels.csv", "notes.pdf"]
+    assert "2 skipped (not a slide or image format: labels.csv, notes.pdf)" in report.summary()
 
 
 def test_add_same_bytes_twice_indexes_once(lib: Library, tile_folder: Path) -> None:
@@ -323,26 +314,27 @@ def test_text_to_reports_with_minilm(lib: Library) -> None:
     assert sorted(report.added) == sorted(r["report_id"] for r in REPORTS)
     hits = lib.search(text="colon adenocarcinoma", k=4)
     assert [h.kind for h in hits] == ["report"] * 4
-    assert hits[0].slide == "r-adeno" and hits[0].label == "tumour"
-    assert lib.search(text="lymph node hyperplasia", k=1)[0].slide == "r-node"
-    assert lib.search(text="bone fracture", where={"label": "other"}, k=4)[0].slide == "r-bone"
-    assert "r-adeno" not in {h.slide for h in lib.search(
+    assert hits[0].report_id == "r-adeno" and hits[0].label == "tumour"
+    assert lib.search(text="lymph node hyperplasia", k=1)[0].report_id == "r-node"
+    assert lib.search(text="bone fracture", where={"label": "other"}, k=4)[0].report_id == "r-bone"
+    assert "r-adeno" not in {h.report_id for h in lib.search(
         text="colon adenocarcinoma", exclude={"label": "tumour"}, k=4)}
     again = lib.add_reports(REPORTS)
     assert again.added == [] and len(again.unchanged) == 4
-    assert lib.info()["reports"] == 4 and len(lib._index("text")) == 4
+    assert lib.info()["reports"] == 4 and len(lib.indexes["text"]) == 4
     changed = [dict(r) for r in REPORTS]
     changed[3]["text"] = "Squamous cell carcinoma of the lung, keratinising."
     assert lib.add_reports(changed).added == ["r-bone"]
-    assert lib.info()["reports"] == 4 and len(lib._index("text")) == 4
+    assert lib.info()["reports"] == 4 and len(lib.indexes["text"]) == 4
     hits = lib.search(text="lung squamous carcinoma", k=10)
-    assert len(hits) == 4 and len({h.slide for h in hits}) == 4
-    assert hits[0].slide == "r-bone" and "keratinising" in hits[0].text
+    assert len(hits) == 4 and len({h.report_id for h in hits}) == 4
+    assert hits[0].report_id == "r-bone" and "keratinising" in hits[0].text
     assert all("Fractured" not in (h.text or "") for h in hits)
     lib.close()
-    with Library.open(lib.root) as reopened:  # persisted: the same answer after a reopen
-        assert reopened.search(text="lung squamous carcinoma", k=1)[0].slide == "r-bone"
-        assert len(reopened._index("text")) == 4
+    # persisted: the same answer after a reopen
+    with Library.open(lib.root, text_encoder=_minilm()) as reopened:
+        assert reopened.search(text="lung squamous carcinoma", k=1)[0].report_id == "r-bone"
+        assert len(reopened.indexes["text"]) == 4
 
 
 def test_cross_modal_needs_text_tower(lib: Library, tile_folder: Path) -> None:
@@ -354,18 +346,19 @@ def test_cross_modal_needs_text_tower(lib: Library, tile_folder: Path) -> None:
 
 
 def test_multimodal_text_to_image_and_image_to_text(tmp_path: Path, tile_folder: Path) -> None:
-    with Library.create(tmp_path / "mm", encoder="fake-clip") as lib:
+    with Library.create(tmp_path / "mm", encoder=FakeClip(), text_encoder=_minilm()) as lib:
         lib.add(tile_folder, progress=False)
         lib.add_reports([{"report_id": f"rep-{c}", "text": f"mostly {c} staining throughout",
                           "label": c} for c in PALETTES])
-        assert len(lib._index("joint")) == 3
-    with Library.open(tmp_path / "mm") as lib:  # the stored encoder info checks out on reopen
+        assert len(lib.indexes["joint"]) == 3
+    # the stored encoder info checks out on reopen
+    with Library.open(tmp_path / "mm", encoder=FakeClip(), text_encoder=_minilm()) as lib:
         for colour in PALETTES:
             hits = lib.search(text=f"{colour} tissue", target="tiles", k=4)
             assert [h.label for h in hits] == [colour] * 4, colour
             tile = tile_folder / colour / f"{colour}_0.png"
             hits = lib.search(image=tile, target="reports", k=3)
-            assert hits[0].kind == "report" and hits[0].slide == f"rep-{colour}", colour
+            assert hits[0].kind == "report" and hits[0].report_id == f"rep-{colour}", colour
         hits = lib.search(text="purple", target="tiles", k=12, exclude={"label": "purple"})
         assert len(hits) == 8 and "purple" not in {h.label for h in hits}
 
@@ -376,10 +369,10 @@ def test_remove_from_sqlite_and_faiss(tmp_path: Path, tile_folder: Path, kind: s
     lib = Library.create(tmp_path / "lib", index=kind, encoder="classic")  # type: ignore[arg-type]
     lib.add(tile_folder, progress=False)
     gone = tile_folder / "pink" / "pink_0.png"
-    assert lib.remove(gone) == 1
-    assert lib.remove("pink_1.png") == 1  # by file name too
+    assert lib.remove(gone).tiles == 1
+    assert lib.remove("pink_1.png").tiles == 1  # by file name too
     assert lib.info()["tiles"] == 10 and lib.info()["labels"]["pink"] == 2
-    assert len(lib._index("image")) == 10
+    assert len(lib.indexes["image"]) == 10
     _assert_index_matches_store(lib)
     names = {h.slide for h in _search_all(lib, gone)}
     assert len(names) == 10 and not names & {"pink_0.png", "pink_1.png"}
@@ -387,7 +380,7 @@ def test_remove_from_sqlite_and_faiss(tmp_path: Path, tile_folder: Path, kind: s
         lib.remove("pink_0.png")
     lib.close()
     with Library.open(tmp_path / "lib") as reopened:  # the saved FAISS file agrees
-        assert len(reopened._index("image")) == 10
+        assert len(reopened.indexes["image"]) == 10
         assert "pink_0.png" not in {h.slide for h in _search_all(reopened, gone)}
 
 
@@ -411,7 +404,7 @@ def test_reconcile_after_lost_or_stale_faiss(tmp_path: Path, tile_folder: Path,
             faiss_file.unlink()
         with Library.open(root) as lib:
             _assert_index_matches_store(lib)
-            assert len(lib._index("image")) == n_tiles
+            assert len(lib.indexes["image"]) == n_tiles
             for path in _tiles(tile_folder):
                 hits = _search_all(lib, path)
                 assert len(hits) == n_tiles and len({h.id for h in hits}) == n_tiles
@@ -419,9 +412,9 @@ def test_reconcile_after_lost_or_stale_faiss(tmp_path: Path, tile_folder: Path,
                 if path.name != "pale_0.png":
                     assert hits[0].slide == path.name
         with Library.open(root) as lib:  # the repaired index was saved on close
-            assert set(lib._index("image").ids().tolist()) == set(
+            assert set(lib.indexes["image"].ids().tolist()) == set(
                 lib.store.all_ids("image").tolist())
-            assert not lib._dirty
+            assert not lib.indexes._dirty
 
 
 def test_ann_libraries_agree_with_flat(tmp_path: Path, tile_folder: Path) -> None:

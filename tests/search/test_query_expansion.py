@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from histoseek.knowledge.tree import attribute_sentences, default_tree, expand_query
-from histoseek.search.library import Library
+from histoseek.library import Library
 
 QUERY = "signet ring cell carcinoma"
 # Describes signet-ring cell carcinoma by its morphology without ever naming it.
@@ -44,7 +44,7 @@ def rank_of(lib: Library, report_id: str, expand: bool) -> int:
     hits = lib.search(text=QUERY, expand=expand, k=len(REPORTS))
     assert len(hits) == len(REPORTS)
     assert all(h.kind == "report" for h in hits)
-    return [h.slide for h in hits].index(report_id)  # a report hit carries its id in ``slide``
+    return [h.report_id for h in hits].index(report_id)
 
 
 def test_expansion_lifts_the_report_that_only_describes_the_entity(library: Library) -> None:
@@ -55,8 +55,8 @@ def test_expansion_lifts_the_report_that_only_describes_the_entity(library: Libr
 
 
 def test_expansion_is_the_default(library: Library) -> None:
-    default = [h.slide for h in library.search(text=QUERY, k=3)]
-    expanded = [h.slide for h in library.search(text=QUERY, k=3, expand=True)]
+    default = [h.report_id for h in library.search(text=QUERY, k=3)]
+    expanded = [h.report_id for h in library.search(text=QUERY, k=3, expand=True)]
     assert default == expanded
 
 
@@ -78,6 +78,6 @@ def test_expand_query_leaves_unrelated_text_unchanged(text: str) -> None:
 def test_unrelated_text_ranks_the_same_with_and_without_expansion(library: Library) -> None:
     # expansion is a no-op for text naming no entity, so both modes rank identically
     text = "specimen received in formalin, labelled with the patient's name"
-    with_expansion = [h.slide for h in library.search(text=text, k=4, expand=True)]
-    without = [h.slide for h in library.search(text=text, k=4, expand=False)]
+    with_expansion = [h.report_id for h in library.search(text=text, k=4, expand=True)]
+    without = [h.report_id for h in library.search(text=text, k=4, expand=False)]
     assert with_expansion == without

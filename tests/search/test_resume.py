@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from histoseek.search.library import DB_NAME, Library
+from histoseek.library import DB_NAME, Library
 
 N_FILES = 300
 H_AND_E = np.array([[225, 140, 190], [120, 70, 160], [240, 210, 225], [200, 120, 170]])
@@ -84,8 +84,8 @@ def _assert_complete(root: Path, files: list[Path]) -> None:
     finally:
         conn.close()
     with Library.open(root) as lib:
-        faiss_ids = lib._index("image").ids().tolist()
-        assert not lib._dirty  # the index file the run saved already matched SQLite
+        faiss_ids = lib.indexes["image"].ids().tolist()
+        assert not lib.indexes._dirty  # the index file the run saved already matched SQLite
         assert len(faiss_ids) == len(set(faiss_ids)) == len(db_ids)
         assert set(faiss_ids) == db_ids
         for path in files[:: len(files) // 5]:
@@ -182,8 +182,8 @@ def test_exception_mid_ingest_leaves_whole_files(tmp_path: Path, pyramid_tiff: P
     assert slide_tiles > 1 and n_tiles == len(files) + slide_tiles
     lib.close()
     with Library.open(root) as fresh:  # and a fresh process sees one consistent library
-        ids = fresh._index("image").ids()
+        ids = fresh.indexes["image"].ids()
         assert sorted(ids.tolist()) == sorted(fresh.store.all_ids("image").tolist())
-        assert not fresh._dirty  # the saved index already matched: no reconcile needed
+        assert not fresh.indexes._dirty  # the saved index already matched: no reconcile needed
         hit = fresh.search(region=(slide, 448, 448, 448, 448), k=1)[0]
         assert hit.path == str(slide.resolve()) and (hit.x, hit.y) == (448, 448)

@@ -20,6 +20,7 @@ import numpy as np
 
 from histoseek.errors import InputError, LibraryError
 from histoseek.index.migrations import migrate
+from histoseek.index.spaces import SPACE_TABLES, VectorSpace
 
 # Filter keys that are real columns; anything else is looked up in the metadata JSON.
 SOURCE_COLUMNS = {"label": "s.label", "source_id": "s.source_id", "path": "s.path",
@@ -155,6 +156,17 @@ class RecordStore:
             conn.execute(f"DELETE FROM sources WHERE id IN ({marks})", pks)
         return np.asarray(ids, np.int64)
 
+    def list_sources(self) -> list[dict[str, Any]]:
+        """Every source with its settings and tile count, oldest first (``histoseek list``)."""
+        cur = self.conn.execute(
+            "SELECT id, name, kind, label, source_id, mpp, n_tiles, width, height, path, sha256,"
+            " metadata, added_at FROM sources ORDER BY id")
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur]
+        for row in rows:
+            row["metadata"] = json.loads(row["metadata"] or "{}")
+        return rows
+
     # -- reports -----------------------------------------------------------------------------
     def upsert_reports(
         self, records: Sequence[ReportRecord], shas: Sequence[str],
@@ -183,57 +195,74 @@ class RecordStore:
                     )
         return np.asarray(new_ids, np.int64), np.asarray(old_ids, np.int64)
 
+    def find_reports(self, key: str) -> list[int]:
+        """Row ids of reports whose ``report_id`` (or numeric row id) is ``key``."""
+        rows = self.conn.execute(
+            "SELECT id FROM reports WHERE report_id = ? OR CAST(id AS TEXT) = ?", (key, key))
+        return [int(r[0]) for r in rows]
+
+    def delete_reports(self, ids: Sequence[int]) -> None:
+        marks = ",".join("?" * len(ids))
+        with self.transaction() as conn:
+            conn.execute(f"DELETE FROM reports WHERE id IN ({marks})", [int(i) for i in ids])
+
     def report_shas(self) -> dict[str, str]:
         return dict(self.conn.execute("SELECT report_id, sha256 FROM reports").fetchall())
 
     # -- vectors by space ----------------------------------------------------------------------
-    def _space_sql(self, space: str) -> tuple[str, tuple[Any, ...]]:
-        if space == "image":
-            return "SELECT id, vector FROM tiles", ()
-        return "SELECT report, vector FROM report_vectors WHERE space = ?", (space,)
-
-    def iter_vectors(self, space: str, dim: int, chunk: int = 65536
+    def iter_vectors(self, space: VectorSpace, dim: int, chunk: int = 65536
                      ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (ids, vectors) chunks of one space, for rebuilding an index."""
-        sql, params = self._space_sql(space)
+        table = SPACE_TABLES[space]
+        sql, params = table.select(f"{table.id_column}, vector")
         cur = self.conn.execute(sql + " ORDER BY 1", params)
         while rows := cur.fetchmany(chunk):
             ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
             vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, dim)
             yield ids, vecs
 
-    def vectors_for(self, space: str, ids: np.ndarray, dim: int) -> np.ndarray:
-        sql, params = self._space_sql(space)
-        id_col = "id" if space == "image" else "report"
+    def vectors_for(self, space: VectorSpace, ids: np.ndarray, dim: int) -> np.ndarray:
+        table = SPACE_TABLES[space]
         out = np.zeros((len(ids), dim), np.float32)
         pos = {int(i): n for n, i in enumerate(ids)}
+        sql, params = table.select(f"{table.id_column}, vector")
+        joiner = " AND " if table.where else " WHERE "
         for start in range(0, len(ids), 900):
             part = [int(i) for i in ids[start : start + 900]]
-            joiner = " AND " if params else " WHERE "
-            q = f"{sql}{joiner}{id_col} IN ({','.join('?' * len(part))})"
+            q = f"{sql}{joiner}{table.id_column} IN ({','.join('?' * len(part))})"
             for row_id, blob in self.conn.execute(q, (*params, *part)):
                 out[pos[row_id]] = np.frombuffer(blob, np.float32)
         return out
 
-    def id_digest(self, space: str) -> tuple[int, int, int]:
+    def id_digest(self, space: VectorSpace) -> tuple[int, int, int]:
         """(count, sum, max) of ids: with monotonic ids this pins the id set exactly."""
-        if space == "image":
-            row = self.conn.execute("SELECT count(*), total(id), max(id) FROM tiles").fetchone()
-        else:
-            row = self.conn.execute(
-                "SELECT count(*), total(report), max(report) FROM report_vectors WHERE space = ?",
-                (space,)).fetchone()
+        table = SPACE_TABLES[space]
+        col = table.id_column
+        sql, params = table.select(f"count(*), total({col}), max({col})")
+        row = self.conn.execute(sql, params).fetchone()
         return int(row[0]), int(row[1] or 0), int(row[2] or 0)
 
-    def all_ids(self, space: str) -> np.ndarray:
-        sql, params = self._space_sql(space)
-        sql = sql.replace(", vector", "")
+    def all_ids(self, space: VectorSpace) -> np.ndarray:
+        table = SPACE_TABLES[space]
+        sql, params = table.select(table.id_column)
         return np.fromiter((r[0] for r in self.conn.execute(sql, params)), np.int64)
 
     # -- filters -----------------------------------------------------------------------------
-    def filtered_ids(self, space: str, where: dict[str, Any] | None,
+    def filter_fields(self, space: VectorSpace) -> list[str]:
+        """Keys a filter on ``space`` can use: record columns and metadata keys present."""
+        columns, table = (SOURCE_COLUMNS, "sources") if space == "image" else (
+            REPORT_COLUMNS, "reports")
+        keys = {r[0] for r in self.conn.execute(
+            f"SELECT DISTINCT j.key FROM {table}, json_each({table}.metadata) AS j")}
+        return sorted(set(columns) | keys)
+
+    def filtered_ids(self, space: VectorSpace, where: dict[str, Any] | None,
                      exclude: dict[str, Any] | None) -> np.ndarray:
-        """Ids in ``space`` whose records match ``where`` and not ``exclude``."""
+        """Ids in ``space`` whose records match ``where`` and not ``exclude``.
+
+        A key that is neither a column nor a metadata key of any record is refused: a typo
+        would otherwise match nothing (``where``) or everything (``exclude``) without a word.
+        """
         if space == "image":
             base = "SELECT t.id FROM tiles t JOIN sources s ON t.source = s.id"
             columns = SOURCE_COLUMNS
@@ -242,6 +271,15 @@ class RecordStore:
             base = ("SELECT v.report FROM report_vectors v JOIN reports r ON v.report = r.id"
                     " WHERE v.space = ?")
             columns, meta_col = REPORT_COLUMNS, "r.metadata"
+        unknown = [k for k in {**(where or {}), **(exclude or {})} if k not in columns]
+        if unknown:
+            fields = self.filter_fields(space)
+            bad = [k for k in unknown if k not in fields]
+            if bad:
+                what = "tiles" if space == "image" else "reports"
+                raise InputError(
+                    f"unknown filter key {', '.join(repr(k) for k in bad)}: no {what} in this "
+                    f"library have it; fields that exist: {', '.join(fields)}")
         clauses, params = [], [] if space == "image" else [space]
         for filters, negate in ((where, False), (exclude, True)):
             for key, value in (filters or {}).items():
@@ -249,7 +287,7 @@ class RecordStore:
                 if column is None:
                     if not key.replace("_", "").replace("-", "").replace(".", "").isalnum():
                         raise InputError(f"filter key '{key}' is not a plain name")
-                    column = f"json_extract({meta_col}, '$.{key}')"
+                    column = f"json_extract({meta_col}, '$.\"{key}\"')"
                 values = list(value) if isinstance(value, list | tuple | set) else [value]
                 marks = ",".join("?" * len(values))
                 test = f"{column} IN ({marks})"

@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-HitKind = Literal["tile", "slide", "report"]
+HitKind = Literal["tile", "slide", "image", "report"]
+SourceKind = Literal["slide", "image"]
 
 
 @dataclass(frozen=True)
 class Hit:
     """One search result.
 
-    ``tile`` hits locate a tile inside its source (``x, y, w, h`` level-0 px); ``slide`` hits
-    aggregate a source and list their best tiles in ``regions``; ``report`` hits carry text.
+    ``tile`` hits locate a tile inside its source (``x, y, w, h`` level-0 px); ``slide`` and
+    ``image`` hits rank a whole source (a pyramid slide or a plain image) and list its best
+    tiles in ``regions``; ``report`` hits carry ``report_id`` and text. ``slide`` names the
+    source: its labels-CSV ``slide_id`` or else its file name.
     """
 
     score: float
@@ -29,8 +32,14 @@ class Hit:
     mpp: float | None = None
     label: str | None = None
     text: str | None = None
+    report_id: str | None = None
+    source_kind: SourceKind | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     regions: tuple[Hit, ...] = ()
+
+    def __post_init__(self) -> None:
+        # inner products of unit vectors in float32 overshoot 1 by an ulp or two
+        object.__setattr__(self, "score", round(min(max(float(self.score), -1.0), 1.0), 6))
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -38,42 +47,14 @@ class Hit:
         return data
 
 
-@dataclass(frozen=True)
-class IngestFailure:
-    path: str
-    problem: str
-
-
-@dataclass
-class IngestReport:
-    """What an ``add`` did, for the summary line and for scripts."""
-
-    added: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    failures: list[IngestFailure] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    tiles: int = 0
-    seconds: float = 0.0
-    unit: str = "files"
-
-    @property
-    def tiles_per_second(self) -> float:
-        return self.tiles / self.seconds if self.seconds > 0 else 0.0
-
-    def summary(self) -> str:
-        head = (f"{len(self.added)} {self.unit} added, {len(self.unchanged)} already indexed, "
-                f"{len(self.failures)} failed")
-        if self.unit != "files":
-            return f"{head} in {self.seconds:.1f} s"
-        return (f"{head}; {self.tiles} tiles in {self.seconds:.1f} s "
-                f"({self.tiles_per_second:.1f} tiles/s)")
-
-    def grouped_notes(self) -> list[str]:
-        """Notes with the same wording folded into one line with a count."""
-        by_text: dict[str, list[str]] = {}
-        for note in self.notes:
-            name, _, text = note.partition(": ")
-            by_text.setdefault(text, []).append(name)
-        return [f"{names[0]}: {text}" if len(names) == 1
-                else f"{len(names)} files ({names[0]}, ...): {text}"
-                for text, names in by_text.items()]
+def hit_from_row(score: float, row: dict[str, Any], kind: Literal["tile", "report"]) -> Hit:
+    """A hit from a ``RecordStore.tile_rows``/``report_rows`` row."""
+    meta = row["metadata"]
+    if kind == "report":
+        return Hit(score=score, kind="report", id=int(row["id"]), source_id=row["source_id"],
+                   report_id=row["report_id"], label=row["label"], text=row["text"],
+                   metadata=meta)
+    return Hit(score=score, kind="tile", id=int(row["id"]), path=row["path"],
+               source_id=row["source_id"], slide=meta.get("slide_id") or row["name"],
+               x=int(row["x"]), y=int(row["y"]), w=int(row["w"]), h=int(row["h"]),
+               mpp=row["mpp"], label=row["label"], source_kind=row["kind"], metadata=meta)

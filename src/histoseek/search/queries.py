@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -13,8 +12,10 @@ from histoseek.errors import InputError
 from histoseek.search.hits import Hit
 from histoseek.slides.reader import open_slide
 from histoseek.slides.tiling import (
+    MIN_IMAGE_SIDE_PX,
     TilingConfig,
     iter_tile_batches,
+    needs_mpp,
     read_region_tile,
     resize_tile,
     tile_slide,
@@ -37,6 +38,10 @@ def query_tile(image: ImageQuery, tile_px: int) -> np.ndarray:
             raise InputError(
                 f"query image must be uint8 [h, w, 3], got {pixels.dtype} {pixels.shape}")
         pixels = pixels[..., :3]
+    if min(pixels.shape[:2]) < MIN_IMAGE_SIDE_PX:
+        name = image if isinstance(image, str | Path) else "query image"
+        raise InputError(f"{name}: image is {pixels.shape[1]}x{pixels.shape[0]} px; histoseek "
+                         f"needs at least {MIN_IMAGE_SIDE_PX} px on each side")
     return resize_tile(np.ascontiguousarray(pixels), tile_px)[None]
 
 
@@ -45,8 +50,9 @@ def region_tiles(path: str | Path, box_l0: tuple[int, int, int, int], tiling: Ti
     """A level-0 box of a slide as tiles ``[n, tile_px, tile_px, 3]`` at the library's scale.
 
     The box is cut on the same grid as indexed slides (``target_mpp``, ``tile_px``), so a
-    region matches tiles of the same physical size; a box smaller than one tile, or on a
-    source with no mpp, is taken whole.
+    region matches tiles of the same physical size; a box smaller than one tile is taken
+    whole. Without an mpp the rule of indexing applies: a small plain image's box is taken
+    whole, a slide (or a large box) needs ``mpp``.
     """
     x, y, w, h = box_l0
     with open_slide(path, mpp=mpp) as slide:
@@ -54,6 +60,8 @@ def region_tiles(path: str | Path, box_l0: tuple[int, int, int, int], tiling: Ti
         if x < 0 or y < 0 or x + w > width or y + h > height:
             raise InputError(
                 f"{path}: region {x},{y},{w},{h} lies outside the slide ({width}x{height} px)")
+        if needs_mpp(slide, w, h, tiling.tile_px):
+            slide.require_mpp()
         side_l0 = None if slide.mpp is None else tiling.tile_px * tiling.target_mpp / slide.mpp
         if side_l0 is None or w < side_l0 or h < side_l0:
             return read_region_tile(slide, x, y, w, h, tiling.tile_px)[None]
@@ -106,9 +114,11 @@ def aggregate_slides(per_query: list[list[Hit]], k: int, regions_per_slide: int 
         regions = sorted(tiles_of[key].values(), key=lambda h: -h.score)[:regions_per_slide]
         top = regions[0]
         results.append(Hit(
-            score=float(total / max(len(per_query), 1)), kind="slide", id=top.id,
+            score=float(total / max(len(per_query), 1)),
+            kind="image" if top.source_kind == "image" else "slide", id=top.id,
             path=top.path, source_id=top.source_id, slide=top.slide, mpp=top.mpp,
-            label=top.label, metadata=top.metadata, regions=tuple(regions),
+            label=top.label, source_kind=top.source_kind, metadata=top.metadata,
+            regions=tuple(regions),
         ))
     results.sort(key=lambda h: -h.score)
     return results[:k]
@@ -117,14 +127,3 @@ def aggregate_slides(per_query: list[list[Hit]], k: int, regions_per_slide: int 
 def group_by_slide(hits: list[Hit]) -> list[Hit]:
     """Tile hits grouped per source, ranked by each source's best tile."""
     return aggregate_slides([hits], k=len(hits), regions_per_slide=len(hits))
-
-
-def hit_from_row(score: float, row: dict[str, Any], kind: str) -> Hit:
-    if kind == "report":
-        return Hit(score=score, kind="report", id=int(row["id"]), source_id=row["source_id"],
-                   slide=row["report_id"], label=row["label"], text=row["text"],
-                   metadata=row["metadata"])
-    return Hit(score=score, kind="tile", id=int(row["id"]), path=row["path"],
-               source_id=row["source_id"], slide=row["name"], x=int(row["x"]), y=int(row["y"]),
-               w=int(row["w"]), h=int(row["h"]), mpp=row["mpp"], label=row["label"],
-               metadata=row["metadata"])

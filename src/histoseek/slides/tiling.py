@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from histoseek.errors import MissingMppError
+from histoseek.errors import MissingMppError, UnsupportedImageError
 from histoseek.slides.reader import Slide
 from histoseek.slides.tissue import box_fractions, tissue_mask
 
@@ -25,6 +25,9 @@ THUMBNAIL_MAX_PX = 2048
 MASK_PX_PER_TILE = 32  # tissue-mask resolution: enough to measure each tile's tissue fraction
 # A plain image with no mpp is taken as one tile if it is at most this many tiles across.
 MAX_UNSCALED_TILES_ACROSS = 4
+# Smaller images hold too little tissue to search by (32 px at 0.5 mpp is about two nuclei);
+# they are refused rather than blown up into a tile of interpolation.
+MIN_IMAGE_SIDE_PX = 32
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,9 @@ def tile_slide(slide: Slide, config: TilingConfig = TilingConfig()) -> TileGrid:
     refused. Tissue detection runs on a thumbnail; tiles under ``min_tissue`` are dropped.
     """
     width, height = slide.dimensions
+    check_min_side(slide)
     if slide.mpp is None:
-        if slide.is_pyramid or max(width, height) > MAX_UNSCALED_TILES_ACROSS * config.tile_px:
+        if needs_mpp(slide, width, height, config.tile_px):
             slide.require_mpp()
         return _whole_image_grid(slide, config, "no mpp in file: taken whole as one tile")
     size_l0 = config.tile_px * config.target_mpp / slide.mpp
@@ -110,6 +114,20 @@ def tile_slide(slide: Slide, config: TilingConfig = TilingConfig()) -> TileGrid:
         level=level,
         read_px=(read_side, read_side),
     )
+
+
+def check_min_side(slide: Slide) -> None:
+    width, height = slide.dimensions
+    if min(width, height) < MIN_IMAGE_SIDE_PX:
+        raise UnsupportedImageError(
+            f"{slide.path}: image is {width}x{height} px; histoseek needs at least "
+            f"{MIN_IMAGE_SIDE_PX} px on each side to make a tile")
+
+
+def needs_mpp(slide: Slide, width_l0: int, height_l0: int, tile_px: int) -> bool:
+    """True where a box can only be tiled with a physical scale (the rule of ``tile_slide``)."""
+    return slide.mpp is None and (
+        slide.is_pyramid or max(width_l0, height_l0) > MAX_UNSCALED_TILES_ACROSS * tile_px)
 
 
 def _whole_image_grid(slide: Slide, config: TilingConfig, note: str) -> TileGrid:

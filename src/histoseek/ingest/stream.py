@@ -18,8 +18,17 @@ import numpy as np
 
 from histoseek.encoders.base import Encoder
 from histoseek.errors import HistoseekError
+from histoseek.hashing import sha256_file
 from histoseek.index.store import SourceRecord
-from histoseek.search.inputs import FileJob, sha256_file
+from histoseek.ingest.discovery import FileJob
+from histoseek.ingest.events import (
+    FileEnded,
+    FileFailed,
+    FileSkipped,
+    FileStarted,
+    IngestEvent,
+    TilesRead,
+)
 from histoseek.slides.reader import open_slide
 from histoseek.slides.tiling import TilingConfig, iter_tile_batches, tile_slide
 
@@ -47,23 +56,22 @@ class FileResult:
 def iter_file_events(
     jobs: list[FileJob], tiling: TilingConfig, mpp: float | None, batch_size: int,
     is_known: Callable[[str], bool],
-) -> Iterator[tuple[str, object]]:
-    """Yield ('skip'|'fail'|'start'|'tiles'|'end', payload) events for each file, in order."""
+) -> Iterator[IngestEvent]:
+    """Each file's events in order: skipped or failed, or started, tiles..., ended."""
     done: set[str] = set()  # finished in this run: a second copy is skipped, not inserted twice
     for job in jobs:
         try:
             sha = sha256_file(job.path)
         except OSError as exc:
-            yield "fail", FileResult(job.path,
-                                     problem=f"{job.path}: cannot read file ({exc.strerror})")
+            yield FileFailed(job.path, f"{job.path}: cannot read file ({exc.strerror})")
             continue
         if is_known(sha) or sha in done:
-            yield "skip", FileResult(job.path, skipped=True)
+            yield FileSkipped(job.path)
             continue
         try:
             slide = open_slide(job.path, mpp=mpp)
         except HistoseekError as exc:
-            yield "fail", FileResult(job.path, problem=str(exc))
+            yield FileFailed(job.path, str(exc))
             continue
         try:
             grid = tile_slide(slide, tiling)
@@ -75,18 +83,18 @@ def iter_file_events(
                 source_id=job.source_id, metadata=dict(job.metadata),
                 boxes_l0=grid.boxes_l0, tile_mpp=grid.mpp, tissue=grid.tissue_fraction,
             )
-            yield "start", (record, len(grid), grid.notes)
-            for idx, tiles in iter_tile_batches(slide, grid, batch_size):
-                yield "tiles", (record, idx, tiles)
-            yield "end", record
+            yield FileStarted(record, len(grid), grid.notes)
+            for _idx, tiles in iter_tile_batches(slide, grid, batch_size):
+                yield TilesRead(record, tiles)
+            yield FileEnded(record)
             done.add(sha)
         except HistoseekError as exc:
-            yield "fail", FileResult(job.path, problem=str(exc))
+            yield FileFailed(job.path, str(exc))
         finally:
             slide.close()
 
 
-def _prefetch(events: Iterator[tuple[str, object]], depth: int) -> Iterator[tuple[str, object]]:
+def _prefetch(events: Iterator[IngestEvent], depth: int) -> Iterator[IngestEvent]:
     """Run ``events`` in a thread, ``depth`` items ahead, so reading overlaps encoding."""
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -167,32 +175,30 @@ def encode_files(
                 del pending[key]
                 ended.discard(key)
 
-    events = _prefetch(iter_file_events(jobs, tiling, mpp, batch_size, is_known), prefetch)
-    for kind, payload in events:
-        if kind in ("skip", "fail"):
-            if kind == "fail":
+    for event in _prefetch(iter_file_events(jobs, tiling, mpp, batch_size, is_known), prefetch):
+        match event:
+            case FileSkipped(path):
+                finished.append(FileResult(path, skipped=True))
+            case FileFailed(path, problem):
                 # drop anything half-read from this file
                 for key, p in list(pending.items()):
-                    if Path(p.record.path) == payload.path:  # type: ignore[attr-defined]
+                    if Path(p.record.path) == path:
                         buffer = [(r, t) for r, t in buffer if id(r) != key]
                         buffered = sum(len(t) for _, t in buffer)
                         del pending[key]
                         ended.discard(key)
-            finished.append(payload)  # type: ignore[arg-type]
-        elif kind == "start":
-            record, n_tiles, notes = payload  # type: ignore[misc]
-            pending[id(record)] = _Pending(record, [], n_tiles)
-            for note in notes:
-                finished.append(FileResult(Path(record.path), note=note))
-        elif kind == "tiles":
-            record, _idx, tiles = payload  # type: ignore[misc]
-            buffer.append((record, tiles))
-            buffered += len(tiles)
-            if buffered >= batch_size:
-                flush()
-        elif kind == "end":
-            ended.add(id(payload))
-            _collect()
+                finished.append(FileResult(path, problem=problem))
+            case FileStarted(record, n_tiles, notes):
+                pending[id(record)] = _Pending(record, [], n_tiles)
+                finished.extend(FileResult(Path(record.path), note=note) for note in notes)
+            case TilesRead(record, tiles):
+                buffer.append((record, tiles))
+                buffered += len(tiles)
+                if buffered >= batch_size:
+                    flush()
+            case FileEnded(record):
+                ended.add(id(record))
+                _collect()
         if finished and flushed:
             # commit in groups of about one batch: few transactions, little to redo on a crash
             yield finished

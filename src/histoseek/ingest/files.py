@@ -1,0 +1,73 @@
+"""The body of ``Library.add``: discover, stream-encode, commit whole files, checkpoint."""
+
+from __future__ import annotations
+
+import time
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from histoseek.encoders.base import Encoder
+from histoseek.errors import InputError
+from histoseek.index.space_indexes import SpaceIndexes
+from histoseek.index.store import RecordStore
+from histoseek.ingest.discovery import apply_labels, discover, read_labels_csv, with_metadata
+from histoseek.ingest.results import IngestFailure, IngestReport
+from histoseek.ingest.stream import encode_files
+from histoseek.slides.tiling import TilingConfig
+
+CHECKPOINT_SECONDS = 60.0  # FAISS files are saved at least this often during a long ingest
+
+
+def add_files(
+    paths: list[str | Path], *, store: RecordStore, indexes: SpaceIndexes, encoder: Encoder,
+    tiling: TilingConfig, lock: AbstractContextManager[None], labels: str | Path | None = None,
+    mpp: float | None = None, metadata: dict[str, Any] | None = None, batch_size: int = 64,
+    progress: bool = True,
+) -> IngestReport:
+    """Index files and folders; a file already in the library (same sha256) is skipped."""
+    started = time.perf_counter()
+    report = IngestReport()
+    found = discover([Path(p) for p in paths])
+    jobs = found.jobs
+    report.skipped = [p.name for p in found.skipped]
+    report.failures.extend(IngestFailure(p, m) for p, m in found.problems)
+    if not jobs and not found.skipped and found.problems:
+        raise InputError("; ".join(m for _, m in found.problems) + ": nothing to index")
+    if labels is not None:
+        jobs = apply_labels(jobs, read_labels_csv(Path(labels)), Path(labels), report.notes)
+    if metadata:
+        jobs = with_metadata(jobs, metadata)
+    index = indexes["image"]
+    bar = tqdm(total=len(jobs), unit="file", desc="indexing", disable=not progress,
+               dynamic_ncols=True)
+    last_save = time.monotonic()
+    with lock:
+        for group in encode_files(jobs, encoder, tiling, mpp, store.has_sha,
+                                  batch_size=batch_size):
+            records = [r.record for r in group if r.record is not None]
+            if records:
+                for rec, ids in zip(records, store.insert_sources(records), strict=True):
+                    index.add(ids, rec.vectors)
+                    report.tiles += len(ids)
+                    report.added.append(rec.path)
+                indexes.mark_changed("image")
+            for res in group:
+                if res.skipped:
+                    report.unchanged.append(str(res.path))
+                elif res.problem:
+                    report.failures.append(IngestFailure(str(res.path), res.problem))
+                elif res.note:
+                    report.notes.append(f"{res.path.name}: {res.note}")
+                    continue
+                bar.update(1)
+            bar.set_postfix(tiles=report.tiles, failed=len(report.failures), refresh=False)
+            if time.monotonic() - last_save > CHECKPOINT_SECONDS:
+                indexes.save()
+                last_save = time.monotonic()
+        indexes.save()
+    bar.close()
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,293 @@
+"""``Library``: the one API that the CLI, the service and scripts call.
+
+A library is a folder: ``library.sqlite`` (records, vectors, manifest) and ``vectors/*.faiss``
+(one FAISS index per vector space, see ``index.spaces``). This class only wires the parts
+together: ``ingest`` adds, ``search`` queries, ``index`` stores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from histoseek.encoders.base import Encoder, EncoderInfo
+from histoseek.encoders.registry import create_encoder
+from histoseek.errors import InputError, LibraryError, LibraryMismatchError
+from histoseek.index.lock import write_lock
+from histoseek.index.manifest import LibraryManifest
+from histoseek.index.space_indexes import SpaceIndexes
+from histoseek.index.spaces import VectorSpace
+from histoseek.index.store import RecordStore
+from histoseek.index.vectors import FaissIndex, IndexKind
+from histoseek.ingest.files import add_files
+from histoseek.ingest.reports import add_reports
+from histoseek.ingest.results import IngestReport
+from histoseek.search.hits import Hit
+from histoseek.search.queries import ImageQuery
+from histoseek.search.searcher import Region, Searcher, Target
+from histoseek.slides.reader import open_slide
+from histoseek.slides.tiling import TilingConfig, read_region_tile
+
+DB_NAME = "library.sqlite"
+DEFAULT_ENCODER = "histoseek-base"  # the built-in model: offline, both towers
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What ``remove`` deleted: a source with its tiles, or reports."""
+
+    sources: int = 0
+    tiles: int = 0
+    reports: int = 0
+
+
+class Library:
+    """A persistent multimodal index of slides, tiles and reports."""
+
+    def __init__(self, root: Path, store: RecordStore, device: str = "cpu",
+                 encoder: Encoder | None = None, text_encoder: Encoder | None = None) -> None:
+        self.root, self.store, self.device = root, store, device
+        self.manifest = LibraryManifest.load(store, root)
+        self.tiling = TilingConfig(**self.manifest.tiling)
+        self._encoder: Encoder | None = None
+        self._text_encoder: Encoder | None = None
+        if encoder is not None:
+            self._encoder = _checked(root, EncoderInfo.from_dict(self.manifest.encoder), encoder)
+        if text_encoder is not None:
+            self._adopt_text_encoder(text_encoder)
+        self.indexes = SpaceIndexes(root / "vectors", store, self.manifest.index,
+                                    self.manifest.index_options, self._space_dim)
+        self._searcher = Searcher(store, self.indexes, self.tiling, self.manifest.dim,
+                                  lambda: self.encoder, lambda: self.text_encoder)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, encoder: str | Encoder = DEFAULT_ENCODER,
+               pretrained: str | None = None, text_encoder: str | Encoder = "minilm",
+               index: IndexKind = "flat", tiling: TilingConfig | None = None,
+               device: str = "cpu") -> Library:
+        """Make a new library folder for ``encoder`` (a registry name or an ``Encoder``)."""
+        root = Path(path)
+        if (root / DB_NAME).exists():
+            raise LibraryError(f"{root}: a library exists here already; open it instead")
+        if root.exists() and not root.is_dir():
+            raise LibraryError(f"{root}: exists and is not a folder")
+        FaissIndex(1, index)  # validates the index kind before anything is written
+        enc = encoder if isinstance(encoder, Encoder) else create_encoder(
+            encoder, pretrained=pretrained, device=device)
+        text = text_encoder if isinstance(text_encoder, Encoder) else None
+        root.mkdir(parents=True, exist_ok=True)
+        store = RecordStore(root / DB_NAME)
+        LibraryManifest(
+            encoder={**enc.info.to_dict(), "pretrained": pretrained},
+            tiling=asdict(tiling or TilingConfig()), index=index,
+            text_encoder=text.info.name if text else str(text_encoder),
+        ).save(store)
+        return cls(root, store, device, encoder=enc, text_encoder=text)
+
+    @classmethod
+    def open(cls, path: str | Path, device: str = "cpu", encoder: Encoder | None = None,
+             text_encoder: Encoder | None = None) -> Library:
+        """Open a library; an ``encoder`` given here is checked against the stored one."""
+        root = Path(path)
+        if not (root / DB_NAME).is_file():
+            raise LibraryError(f"{root}: no histoseek library here (missing {DB_NAME})")
+        return cls(root, RecordStore(root / DB_NAME), device, encoder, text_encoder)
+
+    @classmethod
+    def open_or_create(cls, path: str | Path, encoder: str | Encoder | None = None,
+                       pretrained: str | None = None, index: IndexKind | None = None,
+                       tiling: dict[str, Any] | None = None, device: str = "cpu") -> Library:
+        """Open ``path`` or create it (the CLI's ``index``); settings given must match.
+
+        ``tiling`` holds only the ``TilingConfig`` fields the user set. An existing library
+        with no records yet takes new settings instead of refusing them.
+        """
+        asked = {**(tiling or {}), "index": index, "pretrained": pretrained,
+                 "encoder": encoder.info.name if isinstance(encoder, Encoder) else encoder}
+        asked = {k: v for k, v in asked.items() if v is not None}
+        root = Path(path)
+        if (root / DB_NAME).is_file():
+            lib = cls.open(root, device=device)
+            stored = {**lib.manifest.tiling, "index": lib.manifest.index,
+                      "pretrained": lib.manifest.pretrained, "encoder": lib.manifest.encoder_name}
+            differ = {k: v for k, v in asked.items() if stored.get(k) != v}
+            if not differ:
+                return lib
+            if not lib.is_empty():
+                raise LibraryMismatchError(f"{root}: this library was built with " + ", ".join(
+                    f"{k} {stored.get(k)!r}" for k in differ) + "; this run asks for " + ", ".join(
+                    f"{k} {v!r}" for k, v in differ.items()) + ": use a new library folder, or "
+                    "leave those options out to add with the library's settings")
+            lib.close()
+            (root / DB_NAME).unlink()
+            for stale in (root / "vectors").glob("*.faiss"):
+                stale.unlink()
+        return cls.create(root, encoder=encoder or DEFAULT_ENCODER, pretrained=pretrained,
+                          index=index or "flat", tiling=TilingConfig(**(tiling or {})),
+                          device=device)
+
+    def is_empty(self) -> bool:
+        counts = self.store.counts()
+        return counts["sources"] == 0 and counts["reports"] == 0
+
+    def save(self) -> None:
+        """Write changed FAISS indexes atomically (temp file, fsync, rename)."""
+        self.indexes.save()
+
+    def close(self) -> None:
+        self.save()
+        self.store.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        c, m, t = self.store.counts(), self.manifest, self.tiling
+        return (f"Library('{self.root}': {c['sources']} sources ({c['slides']} slides, "
+                f"{c['images']} images), {c['tiles']} tiles, {c['reports']} reports; encoder "
+                f"{m.encoder_name} {m.encoder['version']} ({m.dim}-d), index {m.index}, tiles "
+                f"{t.tile_px} px at {t.target_mpp} mpp)")
+
+    # -- encoders ----------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        """The image (and maybe text) encoder the library was built with, checked on load."""
+        if self._encoder is None:
+            stored = self.manifest.encoder
+            enc = create_encoder(stored["name"], pretrained=stored.get("pretrained"),
+                                 device=self.device)
+            self._encoder = _checked(self.root, EncoderInfo.from_dict(stored), enc)
+        return self._encoder
+
+    @property
+    def text_encoder(self) -> Encoder:
+        if self._text_encoder is None:
+            self._adopt_text_encoder(create_encoder(self.manifest.text_encoder,
+                                                    device=self.device))
+        assert self._text_encoder is not None
+        return self._text_encoder
+
+    def _adopt_text_encoder(self, enc: Encoder) -> None:
+        stored = self.manifest.text_encoder_info
+        if stored is None:  # the first report fixes which text encoder the space holds
+            self.manifest = self.manifest.with_text_encoder_info(enc.info.to_dict())
+            self.manifest.save(self.store)
+        else:
+            _checked(self.root, EncoderInfo.from_dict(stored), enc)
+        self._text_encoder = enc
+
+    def _space_dim(self, space: VectorSpace) -> int:
+        if space != "text":
+            return self.manifest.dim
+        info = self.manifest.text_encoder_info
+        return int(info["dim"]) if info else self.text_encoder.dim
+
+    # -- adding and removing -----------------------------------------------------------------
+    def add(self, paths: list[str | Path] | str | Path, labels: str | Path | None = None,
+            mpp: float | None = None, metadata: dict[str, Any] | None = None,
+            batch_size: int = 64, progress: bool = True) -> IngestReport:
+        """Index files and folders (``DIR/<class>/<file>`` gives labels). Re-adding is a no-op.
+
+        ``labels`` is a CSV ``path,label[,source_id,slide_id,...]``; ``mpp`` overrides or
+        supplies the scale. Bad files are skipped and listed in the report's ``failures``.
+        """
+        paths = [paths] if isinstance(paths, str | Path) else list(paths)
+        return add_files(paths, store=self.store, indexes=self.indexes, encoder=self.encoder,
+                         tiling=self.tiling, lock=write_lock(self.root), labels=labels, mpp=mpp,
+                         metadata=metadata, batch_size=batch_size, progress=progress)
+
+    def add_reports(self, source: str | Path | list[Any]) -> IngestReport:
+        """Index report texts (CSV ``report_id,text[,source_id,label]``, .txt, or a list)."""
+        return add_reports(source, store=self.store, indexes=self.indexes,
+                           text_encoder=self.text_encoder, image_encoder=self.encoder,
+                           lock=write_lock(self.root))
+
+    def remove(self, key: str | Path) -> Removed:
+        """Delete a source (path, file name, sha256 or id) with its tiles, or a report by id."""
+        sources = self.store.find_sources(str(key))
+        reports = self.store.find_reports(str(key))
+        if not sources and not reports:
+            raise InputError(f"{key}: no such source or report in {self.root} (give a path, "
+                             "file name, sha256, id or report_id; see 'histoseek list')")
+        with write_lock(self.root):
+            tile_ids = None
+            if sources:
+                self.indexes["image"]  # loaded (reconciled) before SQLite changes under it
+                tile_ids = self.store.delete_sources(pk for pk, _ in sources)
+                self.indexes.remove("image", tile_ids)
+            if reports:
+                spaces: list[VectorSpace] = [s for s in ("text", "joint")
+                                             if self.store.id_digest(s)[0]]
+                for space in spaces:
+                    self.indexes[space]
+                self.store.delete_reports(reports)
+                for space in spaces:
+                    self.indexes.remove(space, np.asarray(reports, np.int64))
+            self.save()
+        return Removed(len(sources), 0 if tile_ids is None else len(tile_ids), len(reports))
+
+    # -- searching and describing ----------------------------------------------------------
+    def search(self, image: ImageQuery | None = None, text: str | None = None,
+               slide: str | Path | None = None, region: Region | None = None,
+               vector: np.ndarray | None = None, k: int = 10, where: dict[str, Any] | None = None,
+               exclude: dict[str, Any] | None = None, target: Target | None = None,
+               mpp: float | None = None, group: bool = False, max_query_tiles: int = 64,
+               expand: bool = True) -> list[Hit]:
+        """Run one query of any type; exactly one of image/text/slide/region/vector.
+
+        ``target`` picks what comes back: ``tiles`` (default for images and regions),
+        ``slides`` (default for slide queries), ``reports`` (default for text). ``where`` and
+        ``exclude`` filter on label, source_id, path, slide, kind or metadata keys; an unknown
+        key is an error. ``vector`` is an embedding in the library's image space. ``expand``
+        adds knowledge-base synonyms of an entity named in a text query (see
+        ``search.text_query``).
+        """
+        return self._searcher.search(image=image, text=text, slide=slide, region=region,
+                                     vector=vector, k=k, where=where, exclude=exclude,
+                                     target=target, mpp=mpp, group=group,
+                                     max_query_tiles=max_query_tiles, expand=expand)
+
+    def hit_pixels(self, hit: Hit, px: int | None = None) -> np.ndarray:
+        """The pixels a tile or slide hit points at, as uint8 ``[px, px, 3]`` (for pictures)."""
+        target = hit.regions[0] if hit.regions else hit
+        if target.path is None or target.x is None:
+            raise InputError(f"hit {hit.id} ({hit.kind}) has no pixels to show")
+        with open_slide(target.path) as slide:
+            return read_region_tile(slide, target.x, target.y, target.w or 1, target.h or 1,
+                                    px or self.tiling.tile_px)
+
+    def sources(self) -> list[dict[str, Any]]:
+        """Every indexed source with its label, ids, scale and tile count (``histoseek list``)."""
+        return self.store.list_sources()
+
+    def info(self) -> dict[str, Any]:
+        """Counts and settings, as ``histoseek info`` prints them."""
+        enc = self.manifest.encoder
+        return {
+            "path": str(self.root),
+            **self.store.counts(),
+            "labels": self.store.labels(),
+            "encoder": {"name": enc["name"], "version": enc["version"], "dim": enc["dim"],
+                        "modalities": enc["modalities"], "pretrained": enc.get("pretrained")},
+            "text_encoder": self.manifest.text_encoder,
+            "index": self.manifest.index,
+            "tiling": self.manifest.tiling,
+        }
+
+
+def _checked(root: Path, stored: EncoderInfo, enc: Encoder) -> Encoder:
+    loaded = enc.info
+    if (stored.name, stored.version, stored.dim, stored.preprocess) != (
+            loaded.name, loaded.version, loaded.dim, loaded.preprocess):
+        raise LibraryMismatchError(
+            f"{root}: library vectors come from {stored.name} {stored.version} ({stored.dim}-d) "
+            f"but the encoder loaded now is {loaded.name} {loaded.version} ({loaded.dim}-d); "
+            "re-index into a new library or load the original weights")
+    return enc

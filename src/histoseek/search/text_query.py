@@ -1,0 +1,54 @@
+"""Embed a text query with knowledge-base expansion fused in, the literal query staying dominant.
+
+Appending an entity's attribute sentences to a short query (the old
+:func:`histoseek.knowledge.tree.expand_query`) lets the attributes outweigh the words the user
+typed: "poorly differentiated adenocarcinoma" then ranked the one report saying exactly that
+4th. Here the literal query and each mentioned entity's expansion text are embedded
+separately and fused as ``normalise(q_literal + weight * q_expansion)``. With unit vectors and
+inner-product search that equals scoring ``cos(doc, q_literal) + weight * cos(doc,
+q_expansion)`` (up to a positive factor per query), so with ``weight < 1`` the literal match
+decides and the expansion only adds evidence. The weight was chosen on the development half of
+``tests/data/text_queries`` (``benchmarks/bench_text_expansion.py``, ``docs/text-expansion.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from histoseek.encoders.base import l2_normalise
+from histoseek.knowledge.tree import KnowledgeTree, expansion_texts
+
+EXPANSION_WEIGHT = 0.4
+"""Weight of the expansion embedding relative to the literal one (chosen on the dev half)."""
+
+EncodeTexts = Callable[[list[str]], np.ndarray]
+
+
+def fuse(literal: np.ndarray, expansion: np.ndarray, weight: float) -> np.ndarray:
+    """``normalise(literal + weight * normalise(expansion))`` as a ``[1, d]`` float32 row."""
+    literal = l2_normalise(np.asarray(literal, np.float32).reshape(1, -1))
+    expansion = l2_normalise(np.asarray(expansion, np.float32).reshape(1, -1))
+    return l2_normalise(literal + np.float32(weight) * expansion)
+
+
+def embed_text_query(encode_texts: EncodeTexts, text: str, expand: bool = True, *,
+                     weight: float = EXPANSION_WEIGHT,
+                     tree: KnowledgeTree | None = None) -> np.ndarray:
+    """The query's ``[1, d]`` float32 unit vector, for inner-product search.
+
+    Args:
+        encode_texts: a text tower (``encoder.encode_texts``) returning one row per text.
+        text: the query as typed.
+        expand: fuse in the name and attribute sentences of every knowledge-base entity the
+            query mentions (mean of their unit embeddings); a query naming none is unchanged.
+        weight: weight of the expansion; below 1 the literal query dominates.
+        tree: knowledge tree (default: the packaged one).
+    """
+    extra = expansion_texts(text, tree) if expand else []
+    vectors = np.asarray(encode_texts([text, *extra]), np.float32)
+    literal = l2_normalise(vectors[:1])
+    if not extra:
+        return literal
+    return fuse(literal, l2_normalise(vectors[1:]).mean(axis=0), weight)
