@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from histoseek import Library, create_encoder
-from histoseek.encoders.base import l2_normalise
+from histoseek.evaluation.prototypes import class_prototypes
 from histoseek.knowledge.tree import class_prompts, default_tree
 from histoseek.search.queries import slide_tiles
 from histoseek.slides.tiling import TilingConfig
@@ -34,8 +34,7 @@ SLIDES = {"tcga-cr-7395-01a-01-ts1.svs": 0.25, "cmu-1-small-region.svs": None}
 def zero_shot_tree(encoder, tiles: np.ndarray) -> tuple[list[str], np.ndarray]:  # type: ignore[no-untyped-def]
     tree = default_tree()
     entities = list(tree)
-    protos = l2_normalise(np.stack([encoder.encode_texts(class_prompts(e)).mean(axis=0)
-                                    for e in entities]))
+    protos = class_prototypes([encoder.encode_texts(class_prompts(e)) for e in entities])
     sims = encoder.encode_images(tiles) @ protos.T
     return [e.id for e in entities], sims
 

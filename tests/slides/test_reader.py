@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import he_like_pixels
-from histoseek.errors import MissingMppError
+from histoseek.errors import MissingMppError, SlideReadError
 from histoseek.slides.reader import (
     ImageSlide,
     OpenSlideSlide,
@@ -153,6 +154,82 @@ def test_rgba_composited_on_white(tmp_path: Path) -> None:
         np.testing.assert_array_equal(out[0, 0], (200, 0, 0))
         np.testing.assert_array_equal(out[0, 7], (255, 255, 255))
         np.testing.assert_allclose(out[0, 4], (228, 127, 127), atol=1)
+
+
+# -- which backend failures fall through, and which surface ----------------------------------
+
+class _CorruptForOpenSlide:
+    """Stands in for ``openslide.OpenSlide`` on a file it recognises but cannot read."""
+
+    @classmethod
+    def detect_format(cls, filename: str) -> str:
+        return "generic-tiff"
+
+    def __init__(self, filename: str) -> None:
+        import openslide
+
+        raise openslide.OpenSlideError("TIFFReadDirectory failed reading directory 1")
+
+
+def _tiffslide_must_not_run(filename: str) -> None:
+    raise AssertionError("a second backend must not paper over a read error")
+
+
+def test_codec_openslide_lacks_falls_back_to_tiffslide(tmp_path: Path) -> None:
+    """OpenSlide raises a plain OpenSlideError("Unsupported TIFF compression") for WebP tiles:
+    that is "not my format", so tiffslide still gets the file."""
+    pytest.importorskip("imagecodecs")
+    import tifffile
+
+    pixels = he_like_pixels(512, 512)
+    path = tmp_path / "webp_tiles.tif"
+    tifffile.imwrite(path, pixels, tile=(256, 256), photometric="rgb", compression="webp",
+                     resolution=(1e4 / 0.5, 1e4 / 0.5), resolutionunit="CENTIMETER")
+    with open_slide(path) as slide:
+        assert type(slide) is TiffSlideSlide
+        region = slide.read_region(0, 0, 0, (512, 512))
+    assert mean_abs_diff(region, pixels) < 3.0
+
+
+def test_openslide_read_error_is_not_swallowed_by_tiffslide(
+        pyramid_tiff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import openslide
+    import tiffslide
+
+    monkeypatch.setattr(openslide, "OpenSlide", _CorruptForOpenSlide)
+    monkeypatch.setattr(tiffslide, "TiffSlide", _tiffslide_must_not_run)
+    with pytest.raises(SlideReadError, match=re.escape(str(pyramid_tiff)) + r".*corrupt or "
+                       r"truncated \(TIFFReadDirectory failed"):
+        open_slide(pyramid_tiff)
+
+
+@pytest.mark.parametrize("error,message", [
+    (ValueError("offset beyond end of file"), r"corrupt or truncated \(ValueError: offset"),
+    (NotImplementedError("series with axes='ZYX' not supported yet"),
+     r"corrupt or unsupported \(tiffslide: series with axes"),
+])
+def test_tiffslide_failure_names_the_file(pyramid_tiff: Path, monkeypatch: pytest.MonkeyPatch,
+                                          error: Exception, message: str) -> None:
+    import tiffslide
+
+    def failing(filename: str) -> None:
+        raise error
+
+    monkeypatch.setattr(tiffslide, "TiffSlide", failing)
+    with pytest.raises(SlideReadError, match=re.escape(str(pyramid_tiff)) + ".*" + message):
+        open_slide(pyramid_tiff, backend="tiffslide")
+
+
+def test_a_bug_in_a_backend_is_not_dressed_up_as_a_bad_file(
+        pyramid_tiff: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tiffslide
+
+    def buggy(filename: str) -> None:
+        raise TypeError("unexpected keyword argument")
+
+    monkeypatch.setattr(tiffslide, "TiffSlide", buggy)
+    with pytest.raises(TypeError):
+        open_slide(pyramid_tiff, backend="tiffslide")
 
 
 # -- real Aperio slides from ../shared ---------------------------------------------------------

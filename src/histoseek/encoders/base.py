@@ -122,15 +122,37 @@ class Encoder(ABC):
         return "text" in self.info.modalities
 
     def encode_images(self, tiles: np.ndarray) -> np.ndarray:
-        """Embed uint8 RGB tiles ``[n, h, w, 3]`` to float32 unit vectors ``[n, dim]``."""
-        raise InputError(f"encoder '{self.name}' has no image tower; pick an image encoder")
+        """Embed uint8 RGB tiles ``[n, h, w, 3]`` to float32 unit vectors ``[n, dim]``.
+
+        Input checks and the empty batch (``[0, dim]``) are handled here once, so a subclass's
+        ``_encode_images`` only ever sees a valid, non-empty batch.
+        """
+        if not self.has_images:
+            raise InputError(f"encoder '{self.name}' has no image tower; pick an image encoder")
+        tiles = check_tiles(tiles)
+        if len(tiles) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return self._encode_images(tiles)
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        """Embed texts to float32 unit vectors ``[n, dim]``."""
-        raise NoTextTowerError(
-            f"encoder '{self.name}' has no text tower, so it cannot embed text; use a "
-            "multimodal encoder (histoseek-base, plip, quiltnet, ...) for text<->image search"
-        )
+        """Embed texts to float32 unit vectors ``[n, dim]``; an empty list gives ``[0, dim]``."""
+        if not self.has_texts:
+            raise NoTextTowerError(
+                f"encoder '{self.name}' has no text tower, so it cannot embed text; use a "
+                "multimodal encoder (histoseek-base, plip, quiltnet, ...) for text<->image search"
+            )
+        texts = check_texts(texts)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        return self._encode_texts(texts)
+
+    def _encode_images(self, tiles: np.ndarray) -> np.ndarray:
+        """The image tower on a checked, non-empty uint8 batch; image encoders override it."""
+        raise NotImplementedError(f"{type(self).__name__} declares an image tower but has none")
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        """The text tower on checked, non-empty texts; text encoders override it."""
+        raise NotImplementedError(f"{type(self).__name__} declares a text tower but has none")
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, "

@@ -13,7 +13,7 @@ from skimage.color import rgb2gray, rgb2hsv, rgb2lab
 from skimage.feature import graycomatrix, graycoprops, local_binary_pattern
 from skimage.transform import resize
 
-from histoseek.encoders.base import Encoder, EncoderInfo, Preprocess, check_tiles, l2_normalise
+from histoseek.encoders.base import Encoder, EncoderInfo, Preprocess, l2_normalise
 
 _HSV_BINS = (18, 8, 8)
 _LAB_BINS = (8, 12, 12)
@@ -95,10 +95,7 @@ class ClassicEncoder(Encoder):
             preprocess=Preprocess(input_px=_WORK_PX, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)),
         )
 
-    def encode_images(self, tiles: np.ndarray) -> np.ndarray:
-        tiles = check_tiles(tiles)
-        if len(tiles) == 0:
-            return np.zeros((0, self.dim), np.float32)
+    def _encode_images(self, tiles: np.ndarray) -> np.ndarray:
         return l2_normalise(np.stack([classic_features(t) for t in tiles]))
 
 

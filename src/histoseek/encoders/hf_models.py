@@ -16,8 +16,6 @@ from histoseek.encoders.base import (
     Encoder,
     EncoderInfo,
     Preprocess,
-    check_texts,
-    check_tiles,
     l2_normalise,
 )
 from histoseek.encoders.weights_source import (
@@ -112,12 +110,9 @@ class _HFImageEncoder(Encoder):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def encode_images(self, tiles: np.ndarray) -> np.ndarray:
+    def _encode_images(self, tiles: np.ndarray) -> np.ndarray:
         from histoseek.encoders.torch_tower import embed_tiles
 
-        tiles = check_tiles(tiles)
-        if len(tiles) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
         return embed_tiles(self._forward, tiles, self.info.preprocess, self.device)
 
 
@@ -183,11 +178,10 @@ class HFClipEncoder(_HFImageEncoder):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return _pooled(self.model.get_image_features(pixel_values=x))
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
         import torch
 
-        texts = check_texts(texts)
-        out = [np.zeros((0, self.dim), dtype=np.float32)]
+        out = []
         with torch.inference_mode():
             for start in range(0, len(texts), 256):
                 batch = self.tokenizer(

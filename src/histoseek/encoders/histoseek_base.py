@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from histoseek.encoders.base import Encoder, EncoderInfo, Preprocess, check_texts, l2_normalise
+from histoseek.encoders.base import Encoder, EncoderInfo, Preprocess, l2_normalise
 from histoseek.encoders.torch_tower import embed_tiles, resolve_device
 
 
@@ -44,7 +44,7 @@ class HistoseekBaseEncoder(Encoder):
         )
         self._text_encoder: Encoder | None = None
 
-    def encode_images(self, tiles: np.ndarray) -> np.ndarray:
+    def _encode_images(self, tiles: np.ndarray) -> np.ndarray:
         return embed_tiles(self.model.encode_image, tiles, self.info.preprocess, self.device)
 
     def sentence_embeddings(self, texts: list[str]) -> np.ndarray:
@@ -56,8 +56,7 @@ class HistoseekBaseEncoder(Encoder):
                                                 device=str(self.device))
         return self._text_encoder.encode_texts(texts)
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
-        texts = check_texts(texts)
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
         sentences = self._torch.from_numpy(self.sentence_embeddings(texts)).to(self.device)
         with self._torch.inference_mode():
             projected = self.model.encode_text(sentences)
@@ -70,13 +69,12 @@ def model_version(weights: Path | None, architecture: dict) -> str:
     Some fields (v2's general-branch weight ``g``) change the vectors without changing the
     weights file, so the file's hash alone would let a library mix two kinds of vectors.
     """
-    import hashlib
     import json
 
-    from histoseek.models.factory import sha256_of
+    from histoseek.hashing import sha256_file, sha256_text
 
-    arch = hashlib.sha256(json.dumps(architecture, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{sha256_of(weights)[:16] if weights else 'random'}-{arch}"
+    arch = sha256_text(json.dumps(architecture, sort_keys=True))[:8]
+    return f"{sha256_file(weights)[:16] if weights else 'random'}-{arch}"
 
 
 def create_histoseek_base(spec: object, pretrained: str | None, device: str

@@ -37,7 +37,7 @@ class ImageNetLiteEncoder(Encoder):
             preprocess=Preprocess(224, MEAN, STD, "bicubic"),
         )
 
-    def encode_images(self, tiles: np.ndarray) -> np.ndarray:
+    def _encode_images(self, tiles: np.ndarray) -> np.ndarray:
         return embed_tiles(self.model, tiles, self.info.preprocess, self.device)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from histoseek.encoders.base import Encoder, EncoderInfo, check_texts, l2_normalise
+from histoseek.encoders.base import Encoder, EncoderInfo, l2_normalise
 from histoseek.errors import WeightsNotFoundError
 
 
@@ -54,8 +54,7 @@ class MiniLMEncoder(Encoder):
             modalities=("text",),
         )
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
-        texts = check_texts(texts)
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
         vectors = self.model.encode(
             texts, batch_size=64, convert_to_numpy=True, normalize_embeddings=True,
             show_progress_bar=False,

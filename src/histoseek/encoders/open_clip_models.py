@@ -24,8 +24,6 @@ from histoseek.encoders.base import (
     Encoder,
     EncoderInfo,
     Preprocess,
-    check_texts,
-    check_tiles,
     l2_normalise,
 )
 from histoseek.encoders.torch_tower import embed_tiles, resolve_device
@@ -137,15 +135,11 @@ class OpenClipEncoder(Encoder):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.encode_image(x, normalize=True)
 
-    def encode_images(self, tiles: np.ndarray) -> np.ndarray:
-        tiles = check_tiles(tiles)
-        if len(tiles) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
+    def _encode_images(self, tiles: np.ndarray) -> np.ndarray:
         return embed_tiles(self._forward, tiles, self.info.preprocess, self.device)
 
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
-        texts = check_texts(texts)
-        out = [np.zeros((0, self.dim), dtype=np.float32)]
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        out = []
         with torch.inference_mode():
             for start in range(0, len(texts), TEXT_BATCH):
                 tokens = self.tokenizer(texts[start : start + TEXT_BATCH]).to(self.device)

@@ -13,21 +13,9 @@ from torch import nn
 
 from histoseek.encoders.base import Encoder, EncoderInfo, Preprocess
 from histoseek.encoders.torch_tower import embed_tiles, resolve_device
+from histoseek.models.layers import GeM
 
 SEED = 0
-
-
-class GeM(nn.Module):
-    """Generalised-mean pooling, ``(mean x^p)^(1/p)`` with a learnable ``p`` (3 at start)."""
-
-    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.p = nn.Parameter(torch.tensor(float(p)))
-        self.eps = eps
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = x.clamp(min=self.eps).pow(self.p).mean(dim=(-2, -1))
-        return pooled.pow(1.0 / self.p)
 
 
 class RandomResNetEncoder(Encoder):
@@ -42,13 +30,14 @@ class RandomResNetEncoder(Encoder):
                                          global_pool="")
         finally:
             torch.random.set_rng_state(generator_state)
+        # the towers' GeM (p = 3, never trained here, so its p >= 1 clamp is a no-op)
         self.model = nn.Sequential(backbone, GeM()).eval().to(self.device)
         self.info = EncoderInfo(
             name="resnet18-random", version=f"timm-resnet18-seed{SEED}", dim=512,
             modalities=("image",), preprocess=Preprocess(input_px=224),
         )
 
-    def encode_images(self, tiles: np.ndarray) -> np.ndarray:
+    def _encode_images(self, tiles: np.ndarray) -> np.ndarray:
         return embed_tiles(self.model, tiles, self.info.preprocess, self.device)
 
 

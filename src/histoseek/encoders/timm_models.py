@@ -30,7 +30,6 @@ from histoseek.encoders.base import (
     Encoder,
     EncoderInfo,
     Preprocess,
-    check_tiles,
 )
 from histoseek.encoders.torch_tower import embed_tiles, resolve_device
 from histoseek.encoders.weights_source import (
@@ -210,10 +209,7 @@ class TimmEncoder(Encoder):
             return torch.cat([tokens[:, 0], tokens[:, start:].mean(dim=1)], dim=-1)
         return self.model(x)
 
-    def encode_images(self, tiles: np.ndarray) -> np.ndarray:
-        tiles = check_tiles(tiles)
-        if len(tiles) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
+    def _encode_images(self, tiles: np.ndarray) -> np.ndarray:
         return embed_tiles(self._forward, tiles, self.info.preprocess, self.device)
 
 

@@ -8,7 +8,6 @@ local folder (``local-dir:`` or a plain path) or a single weights file.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from histoseek.errors import WeightsNotFoundError
+from histoseek.hashing import sha256_files
 
 HUB_PREFIX = "hf-hub:"
 LOCAL_DIR_PREFIX = "local-dir:"
@@ -142,12 +142,7 @@ def weight_files(folder: Path, preferred: Sequence[str]) -> list[Path]:
 
 def sha256_version(files: Sequence[Path]) -> str:
     """Digest the weight bytes: same weights, same version, whether from the hub or a copy."""
-    digest = hashlib.sha256()
-    for file in files:
-        with file.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return f"sha256:{digest.hexdigest()[:16]}"
+    return f"sha256:{sha256_files(files)[:16]}"
 
 
 def local_version(source: WeightsSource, preferred: Sequence[str], label: str) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from histoseek.encoders.base import Encoder
-from histoseek.search.inputs import sha256_file
+from histoseek.hashing import sha256_file
 from histoseek.search.queries import query_tile
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from histoseek.encoders.base import Encoder, l2_normalise
+from histoseek.encoders.base import Encoder
 from histoseek.encoders.registry import create_encoder
 from histoseek.errors import InputError, NoTextTowerError
 from histoseek.evaluation.bootstrap import (
@@ -24,6 +24,7 @@ from histoseek.evaluation.datasets import load_dataset
 from histoseek.evaluation.metrics import classification_metrics, confusion, crossmodal_metrics
 from histoseek.evaluation.pictures import confusion_plot, per_class_bars
 from histoseek.evaluation.protocols import ClassPrompts, load_class_prompts, zero_shot_predict
+from histoseek.evaluation.prototypes import class_prototypes
 from histoseek.evaluation.report import write_report
 from histoseek.evaluation.retrieval import select_subset
 
@@ -40,8 +41,7 @@ def _two_tower(name: str, device: str) -> Encoder:
 
 def class_embeddings(encoder: Encoder, prompts: ClassPrompts) -> np.ndarray:
     """One unit vector per class: the normalised mean of its prompts' embeddings."""
-    rows = [encoder.encode_texts(texts).mean(axis=0) for texts in prompts.prompts.values()]
-    return l2_normalise(np.stack(rows))
+    return class_prototypes([encoder.encode_texts(texts) for texts in prompts.prompts.values()])
 
 
 def evaluate_zeroshot(data: Path, classes: Path | ClassPrompts, encoder_name: str, out: Path,

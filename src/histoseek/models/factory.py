@@ -8,7 +8,6 @@ config records, so a corrupted or swapped file is refused rather than silently u
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from functools import cache
 from importlib.resources import files
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 
 from histoseek.errors import UnknownEncoderError, WeightsNotFoundError
+from histoseek.hashing import sha256_file
 from histoseek.models.towers import HistoseekModel, ImageTower
 
 PACKAGED = "packaged"
@@ -49,11 +49,8 @@ def get_model_config(name: str) -> dict[str, Any]:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex sha256 of a weights file (kept for callers; ``histoseek.hashing`` does the work)."""
+    return sha256_file(path)
 
 
 def resolve_weights(name: str, pretrained: str | Path | bool | None) -> Path | None:

@@ -332,35 +332,61 @@ def _is_tiled_rgb8_tiff(path: Path) -> bool:
         raise SlideReadError(f"{path}: corrupt or truncated TIFF ({exc})") from exc
 
 
+def _openslide_declines(exc: Exception) -> bool:
+    """True when OpenSlide says "not my format" rather than "this file is broken".
+
+    No vendor detected raises ``OpenSlideUnsupportedFormatError``; a TIFF whose codec OpenSlide
+    was built without (WebP, JPEG 2000, JPEG XL, LZMA in a generic TIFF) raises a plain
+    ``OpenSlideError("Unsupported TIFF compression: N")``, which tiffslide may still read.
+    """
+    import openslide
+
+    return isinstance(exc, openslide.OpenSlideUnsupportedFormatError) or str(exc).startswith(
+        "Unsupported")
+
+
 def _open_pyramid(path: Path, mpp: float | None, backend: str, kind: str | None) -> Slide:
     suffix = path.suffix.lower()
     if kind in ("PNG", "JPEG", "BMP", "WEBP"):
         raise SlideReadError(
             f"{path}: wrong extension: named {suffix} but the content is a plain {kind} image"
         )
-    errors: list[str] = []
+    errors: list[str] = []  # why each backend declined; a backend that fails reading raises
     if backend in ("auto", "openslide"):
         try:
             import openslide
-
+        except ImportError as exc:  # the binding or its C library is not installed
+            errors.append(f"OpenSlide: not available ({exc})")
+        else:
             if backend == "openslide" or openslide.OpenSlide.detect_format(str(path)):
-                return OpenSlideSlide(path, openslide.OpenSlide(str(path)), mpp)
-            errors.append("OpenSlide: format not recognised")
-        except (MissingMppError, SlideReadError):
-            raise
-        except Exception as exc:
-            errors.append(f"OpenSlide: {exc}")
+                try:
+                    return OpenSlideSlide(path, openslide.OpenSlide(str(path)), mpp)
+                except openslide.OpenSlideError as exc:
+                    if not _openslide_declines(exc):
+                        raise SlideReadError(
+                            f"{path}: OpenSlide recognises the format but cannot read the file; "
+                            f"it is corrupt or truncated ({exc})"
+                        ) from exc
+                    errors.append(f"OpenSlide: {exc}")
+            else:
+                errors.append("OpenSlide: format not recognised")
     if backend in ("auto", "tiffslide") and kind == "TIFF":
         if backend == "auto" and not _is_tiled_rgb8_tiff(path):
             # Flat or non-RGB8 TIFFs go through Pillow, which checks the pixel format.
             return _open_plain_image(path, mpp)
         try:
             import tiffslide
-
-            return TiffSlideSlide(path, tiffslide.TiffSlide(str(path)), mpp)
-        except (MissingMppError, SlideReadError):
-            raise
-        except Exception as exc:
-            errors.append(f"tiffslide: {exc}")
+        except ImportError as exc:
+            errors.append(f"tiffslide: not available ({exc})")
+        else:
+            try:
+                return TiffSlideSlide(path, tiffslide.TiffSlide(str(path)), mpp)
+            except (tiffslide.TiffFileError, NotImplementedError) as exc:
+                errors.append(f"tiffslide: {exc}")  # not a TIFF it parses / a layout it lacks
+            except (OSError, ValueError, KeyError, IndexError) as exc:
+                raise SlideReadError(
+                    f"{path}: tiffslide cannot read the file's structure; it is corrupt or "
+                    f"truncated ({type(exc).__name__}: {exc})"
+                ) from exc
     detail = "; ".join(errors) or f"content is not a TIFF-based slide ({kind or 'unknown'})"
     raise SlideReadError(f"{path}: cannot open as a slide, corrupt or unsupported ({detail})")

@@ -3,14 +3,17 @@ MiniLM embeddings of every knowledge text the losses need.
 
 Building the pack needs the shared data and the text encoder; training needs only the pack,
 so the same pack trains on a laptop CPU or a rented GPU with nothing else installed, and a
-run is reproducible from it. Only the *training* sources of the split go in.
+run is reproducible from it. Only the *training* sources of the split go in. The pack also
+records how its tiles were cut and how patient ids were derived (``PackTiling``), so whoever
+reads it knows the scale and grouping without assuming the builder's constants.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +23,63 @@ from torch.utils.data import Dataset as TorchDataset
 from tqdm.auto import tqdm
 
 from histoseek.errors import InputError
+from histoseek.slides.tiling import TilingConfig
+
+# How an unlabelled slide's patient id follows from its file name (labelled tiles use the
+# labels' ``source_id``). A named rule, so a pack records which one built it.
+PATIENT_RULES: dict[str, Callable[[str], str]] = {
+    "tcga-barcode": lambda name: name[:12],  # TCGA-XX-XXXX: the patient part of a TCGA name
+    "file-name": lambda name: name,  # one patient per slide file
+}
+
+
+@dataclass(frozen=True)
+class PackTiling:
+    """How a pack's tiles were cut and grouped.
+
+    Labelled images are taken whole and resized to ``tile_px``; unlabelled slides are cut at
+    ``target_mpp`` into ``tile_px`` tiles with at least ``min_tissue`` tissue. Every tile is
+    stored as a JPEG of ``jpeg_quality``.
+    """
+
+    tile_px: int = 224
+    target_mpp: float = 0.5
+    min_tissue: float = 0.5
+    jpeg_quality: int = 72  # keeps train + test packs near 50 MB so they can travel to a GPU box
+    patient_rule: str = "tcga-barcode"
+
+    def __post_init__(self) -> None:
+        if self.patient_rule not in PATIENT_RULES:
+            raise InputError(f"unknown patient_rule '{self.patient_rule}'; expected one of "
+                             f"{', '.join(PATIENT_RULES)}")
+
+    def patient_id(self, slide: Path) -> str:
+        """The patient an unlabelled slide belongs to, by ``patient_rule``."""
+        return PATIENT_RULES[self.patient_rule](Path(slide).name)
+
+    def tiling_config(self) -> TilingConfig:
+        """The slide tiler's settings for unlabelled slides."""
+        return TilingConfig(target_mpp=self.target_mpp, tile_px=self.tile_px,
+                            min_tissue=self.min_tissue)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object], where: object = "pack") -> PackTiling:
+        names = {f.name for f in fields(cls)}
+        if set(data) != names:
+            raise InputError(f"{where}: tiling record has keys {sorted(data)}, expected "
+                             f"{sorted(names)}; rebuild the pack with this histoseek")
+        return cls(**data)  # type: ignore[arg-type]
+
+
+DEFAULT_TILING = PackTiling()
+# Packs written before the tiling was recorded were all built with these values (the builder's
+# constants since packs exist), so they load as if they had recorded them. Spelled out: a
+# change to the defaults above must not change what an old pack claims.
+LEGACY_TILING = PackTiling(tile_px=224, target_mpp=0.5, min_tissue=0.5, jpeg_quality=72,
+                           patient_rule="tcga-barcode")
 
 
 @dataclass
@@ -37,6 +97,7 @@ class TrainingPack:
     attribute_emb: np.ndarray  # [C, A, 384]
     attribute_mask: np.ndarray  # [C, A]
     texts: dict[str, dict[str, list[str]]]  # {"prompts": {class: [...]}, "attributes": {...}}
+    tiling: PackTiling = DEFAULT_TILING
 
     def __len__(self) -> int:
         return len(self.jpeg)
@@ -48,16 +109,14 @@ class TrainingPack:
                  label=self.label, slide=self.slide, patient=self.patient, is_val=self.is_val,
                  prompt_emb=self.prompt_emb, prompt_mask=self.prompt_mask,
                  attribute_emb=self.attribute_emb, attribute_mask=self.attribute_mask,
-                 meta=np.frombuffer(json.dumps({"classes": self.classes,
-                                                "texts": self.texts}).encode(), np.uint8))
+                 meta=np.frombuffer(json.dumps({"classes": self.classes, "texts": self.texts,
+                                                "tiling": self.tiling.to_dict()}).encode(),
+                                    np.uint8))
         return path
 
     @classmethod
     def load(cls, path: Path) -> TrainingPack:
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no training pack; build it with `histoseek train` "
-                             "(it packs the data on first use)")
-        z = np.load(path)
+        z = _open_pack(path)
         blob, offsets = z["jpeg"].tobytes(), z["offsets"]
         meta = json.loads(z["meta"].tobytes())
         return cls(
@@ -66,7 +125,26 @@ class TrainingPack:
             classes=meta["classes"], prompt_emb=z["prompt_emb"], prompt_mask=z["prompt_mask"],
             attribute_emb=z["attribute_emb"], attribute_mask=z["attribute_mask"],
             texts=meta["texts"],
+            tiling=_tiling_of(meta, path),
         )
+
+    @staticmethod
+    def load_tiling(path: Path) -> PackTiling:
+        """Only the pack's tiling record (the tiles are not read)."""
+        with _open_pack(path) as z:
+            return _tiling_of(json.loads(z["meta"].tobytes()), path)
+
+
+def _open_pack(path: Path) -> np.lib.npyio.NpzFile:
+    if not Path(path).is_file():
+        raise InputError(f"{path}: no training pack; build it with `histoseek train` "
+                         "(it packs the data on first use)")
+    return np.load(path)
+
+
+def _tiling_of(meta: dict, path: Path) -> PackTiling:
+    """The recorded tiling; a pack from before the record gets ``LEGACY_TILING``."""
+    return PackTiling.from_dict(meta["tiling"], path) if "tiling" in meta else LEGACY_TILING
 
 
 def encode_jpeg(tile: np.ndarray, quality: int = 90) -> bytes:

@@ -16,10 +16,12 @@ import numpy as np
 import torch
 
 from histoseek.encoders.torch_tower import resolve_device
+from histoseek.errors import InputError
 from histoseek.evaluation.metrics import classification_metrics, retrieval_metrics
 from histoseek.evaluation.protocols import neighbour_labels, rank_neighbours
+from histoseek.evaluation.prototypes import class_prototypes
 from histoseek.models.factory import create_model, get_model_config
-from histoseek.training.data import TrainingPack, decode_jpeg
+from histoseek.training.data import LEGACY_TILING, PackTiling, TrainingPack, decode_jpeg
 from histoseek.training.validate import embed_tiles
 
 
@@ -35,14 +37,12 @@ def evaluate_weights(weights: Path, pack_path: Path, model: str = "histoseek-bas
                       dev)
     names = np.array(pack.classes)[pack.label]
     ranking = rank_neighbours(emb, names, 10, pack.patient.astype(str))
-    out: dict[str, Any] = {"n_test_tiles": len(tiles)}
+    out: dict[str, Any] = {"n_test_tiles": len(tiles), "pack_tiling": pack.tiling.to_dict()}
     out.update({f"retrieval_{k}": v for k, v in retrieval_metrics(
         names, neighbour_labels(ranking, names), (1, 5, 10),
         ranking.n_eligible_relevant).items()})
-    mask = torch.from_numpy(pack.prompt_mask).to(dev).float()
     class_text = net.encode_text(torch.from_numpy(pack.prompt_emb).to(dev))
-    protos = torch.nn.functional.normalize((class_text * mask[..., None]).sum(1)
-                                           / mask.sum(1, keepdim=True), dim=-1)
+    protos = class_prototypes(class_text, torch.from_numpy(pack.prompt_mask).to(dev))
     protos = protos.float().cpu().numpy()
     sims = emb @ protos.T
     predicted = np.array(pack.classes)[sims.argmax(axis=1)]
@@ -63,8 +63,21 @@ def evaluate_weights(weights: Path, pack_path: Path, model: str = "histoseek-bas
 
 
 def evaluate_run(run: Path, pack: Path) -> dict[str, Any]:
-    """Evaluate a run folder's best weights with the architecture it was trained with."""
+    """Evaluate a run folder's best weights with the architecture it was trained with.
+
+    A run records its training pack's tiling; a test pack cut at another scale or tile size
+    would score the weights on tiles unlike those they learned from, so it is refused. Runs
+    from before the record are checked against the legacy tiling.
+    """
     config = json.loads((run / "config.json").read_text())
+    trained = PackTiling.from_dict(config["pack_tiling"], run / "config.json") \
+        if "pack_tiling" in config else LEGACY_TILING
+    tested = TrainingPack.load_tiling(pack)
+    if (tested.tile_px, tested.target_mpp) != (trained.tile_px, trained.target_mpp):
+        raise InputError(
+            f"{pack}: test pack tiling {tested.to_dict()} differs from the tiling run "
+            f"{run.name} trained on {trained.to_dict()}; build the test pack with the run's "
+            "tiling (build_test_pack(..., tiling=...))")
     weights = run / "best.safetensors"
     return {"run": run.name, **evaluate_weights(weights, pack, config["model"],
                                                 **config.get("model_overrides", {}))}

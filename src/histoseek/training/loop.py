@@ -250,8 +250,9 @@ def train(config: RunConfig, out: Path, progress: bool = True) -> Path:
     print(f"training on {device} ({str(dtype).removeprefix('torch.')} trunk, "
           f"{steps_per_epoch} steps/epoch, {total_epochs} epochs)", flush=True)
     metrics_path = out / "metrics.csv"
-    (out / "config.json").write_text(__import__("json").dumps(asdict(config), indent=1,
-                                                              default=str))
+    # the pack's tiling goes with the run: the scale and grouping its weights learned from
+    record = {**asdict(config), "pack_tiling": pack.tiling.to_dict()}
+    (out / "config.json").write_text(__import__("json").dumps(record, indent=1, default=str))
     for epoch in range(state["epoch"], total_epochs):
         stage = "ssl" if epoch < config.train.ssl_epochs else "supervised"
         weights = config.ssl_losses if stage == "ssl" else config.losses

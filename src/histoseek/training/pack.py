@@ -12,10 +12,15 @@ from histoseek.evaluation.datasets import load_dataset
 from histoseek.evaluation.protocols import Split, split_by_source
 from histoseek.search.queries import query_tile
 from histoseek.slides.reader import open_slide
-from histoseek.slides.tiling import TilingConfig, iter_tile_batches, tile_slide
-from histoseek.training.data import TrainingPack, codes, encode_jpeg, padded_embeddings
-
-JPEG_QUALITY = 72  # 4:2:0; keeps train + test packs near 50 MB so they can travel to a GPU box
+from histoseek.slides.tiling import iter_tile_batches, tile_slide
+from histoseek.training.data import (
+    DEFAULT_TILING,
+    PackTiling,
+    TrainingPack,
+    codes,
+    encode_jpeg,
+    padded_embeddings,
+)
 
 
 def knowledge_texts(classes: list[str]) -> dict[str, dict[str, list[str]]]:
@@ -47,8 +52,9 @@ def knowledge_arrays(classes: list[str], text_encoder: str = "minilm") -> dict[s
 
 def build_pack(labels_csv: Path, split_path: Path, unlabelled: list[tuple[Path, float | None]],
                out: Path, val_fraction: float = 0.15, seed: int = 0,
-               text_encoder: str = "minilm") -> TrainingPack:
-    """Pack the training sources of ``split_path`` (written first if missing)."""
+               text_encoder: str = "minilm", tiling: PackTiling = DEFAULT_TILING) -> TrainingPack:
+    """Pack the training sources of ``split_path`` (written first if missing), cut and
+    grouped as ``tiling`` says; the pack records ``tiling``."""
 
     dataset = load_dataset(labels_csv)
     if split_path.is_file():
@@ -63,7 +69,7 @@ def build_pack(labels_csv: Path, split_path: Path, unlabelled: list[tuple[Path, 
     is_val = np.zeros(len(train), bool)
     is_val[val_idx] = True
 
-    jpeg = [encode_jpeg(query_tile(p, 224)[0], JPEG_QUALITY)
+    jpeg = [encode_jpeg(query_tile(p, tiling.tile_px)[0], tiling.jpeg_quality)
             for p in tqdm(train.paths, desc="packing tiles")]
     classes = train.classes
     label = np.array([classes.index(c) for c in train.labels], np.int64)
@@ -71,25 +77,27 @@ def build_pack(labels_csv: Path, split_path: Path, unlabelled: list[tuple[Path, 
     patients = list(train.source_ids)
     for path, mpp in unlabelled:
         with open_slide(path, mpp=mpp) as slide:
-            grid = tile_slide(slide, TilingConfig(target_mpp=0.5, tile_px=224, min_tissue=0.5))
+            grid = tile_slide(slide, tiling.tiling_config())
             for _, tiles in iter_tile_batches(slide, grid, 32):
-                jpeg.extend(encode_jpeg(t, JPEG_QUALITY) for t in tiles)
+                jpeg.extend(encode_jpeg(t, tiling.jpeg_quality) for t in tiles)
                 slides.extend([path.name] * len(tiles))
-                patients.extend([path.name[:12]] * len(tiles))
+                patients.extend([tiling.patient_id(path)] * len(tiles))
         label = np.concatenate([label, np.full(len(jpeg) - len(label), -1, np.int64)])
         is_val = np.concatenate([is_val, np.zeros(len(jpeg) - len(is_val), bool)])
 
     knowledge = knowledge_arrays(classes, text_encoder)
     pack = TrainingPack(
         jpeg=jpeg, label=label, slide=codes(np.array(slides)), patient=codes(np.array(patients)),
-        is_val=is_val, classes=classes, **knowledge)
+        is_val=is_val, classes=classes, tiling=tiling, **knowledge)
     pack.save(out)
     return pack
 
 
 def build_test_pack(labels_csv: Path, split_path: Path, out: Path,
-                    text_encoder: str = "minilm") -> TrainingPack:
-    """Pack the *test* sources of a split (for evaluating runs where ../shared is absent)."""
+                    text_encoder: str = "minilm", tiling: PackTiling = DEFAULT_TILING
+                    ) -> TrainingPack:
+    """Pack the *test* sources of a split (for evaluating runs where ../shared is absent);
+    give it the training pack's ``tiling`` so both are cut alike."""
 
     dataset = load_dataset(labels_csv)
     _, test_idx = Split.load(split_path).indices(dataset)
@@ -97,10 +105,10 @@ def build_test_pack(labels_csv: Path, split_path: Path, out: Path,
     classes = test.classes
     knowledge = knowledge_arrays(classes, text_encoder)
     pack = TrainingPack(
-        jpeg=[encode_jpeg(query_tile(p, 224)[0], JPEG_QUALITY)
+        jpeg=[encode_jpeg(query_tile(p, tiling.tile_px)[0], tiling.jpeg_quality)
               for p in tqdm(test.paths, desc="packing test tiles")],
         label=np.array([classes.index(c) for c in test.labels], np.int64),
         slide=codes(test.extra.get("slide_id", test.source_ids)), patient=codes(test.source_ids),
-        is_val=np.ones(len(test), bool), classes=classes, **knowledge)
+        is_val=np.ones(len(test), bool), classes=classes, tiling=tiling, **knowledge)
     pack.save(out)
     return pack

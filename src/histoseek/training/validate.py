@@ -7,6 +7,7 @@ import torch
 
 from histoseek.evaluation.metrics import classification_metrics, majority_vote_at_k
 from histoseek.evaluation.protocols import neighbour_labels, rank_neighbours
+from histoseek.evaluation.prototypes import class_prototypes
 from histoseek.training.augment import eval_transform
 
 
@@ -34,10 +35,8 @@ def validation_scores(model: torch.nn.Module, tiles: np.ndarray, labels: np.ndar
     names = labels.astype(str)
     ranking = rank_neighbours(emb, names, 5, patients.astype(str))
     mmv = majority_vote_at_k(names, neighbour_labels(ranking, names), 5)
-    mask = text["prompt_mask"].float()
     class_text = model.encode_text(text["prompt_emb"])  # [C, P, D]
-    protos = (class_text * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-    protos = torch.nn.functional.normalize(protos, dim=-1).float().cpu().numpy()
+    protos = class_prototypes(class_text, text["prompt_mask"]).float().cpu().numpy()
     predicted = (emb @ protos.T).argmax(axis=1)
     seen = labels >= 0
     zs = classification_metrics(labels[seen], predicted[seen])["balanced_accuracy"]

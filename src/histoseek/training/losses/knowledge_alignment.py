@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from histoseek.evaluation.prototypes import class_prototypes
 from histoseek.training.losses._checks import (
     check_float,
     check_ids,
     check_labels_in_range,
-    check_mask,
 )
 from histoseek.training.losses.logit_scale import LogitScale
 
@@ -58,6 +58,9 @@ class KnowledgeAlignment(nn.Module):
     def prototypes(class_text_emb: Tensor, prompt_mask: Tensor | None = None) -> Tensor:
         """Return one unit prototype per class: the renormalised mean of its valid prompts.
 
+        The one definition in ``histoseek.evaluation.prototypes``, so zero-shot evaluation
+        scores against exactly what this loss trains.
+
         Args:
             class_text_emb: ``[C, P, D]`` float prompt embeddings.
             prompt_mask: ``[C, P]`` bool, ``True`` for real prompts; ``None`` means all.
@@ -68,22 +71,7 @@ class KnowledgeAlignment(nn.Module):
         Raises:
             ValueError: Bad shapes, or a class with no valid prompt.
         """
-        check_float("class_text_emb", class_text_emb, 3, (None, None, None))
-        num_classes, num_prompts, _ = class_text_emb.shape
-        if prompt_mask is None:
-            mean = class_text_emb.mean(dim=1)
-        else:
-            check_mask("prompt_mask", prompt_mask, (num_classes, num_prompts))
-            counts = prompt_mask.sum(dim=1)
-            empty = (counts == 0).nonzero().flatten().tolist()
-            if empty:
-                raise ValueError(
-                    f"classes {empty} have no valid prompt in prompt_mask; every class "
-                    "needs at least one prompt embedding"
-                )
-            weights = prompt_mask.to(class_text_emb.dtype).unsqueeze(-1)
-            mean = (class_text_emb * weights).sum(dim=1) / weights.sum(dim=1)
-        return F.normalize(mean, dim=-1)
+        return class_prototypes(class_text_emb, prompt_mask)
 
     def forward(
         self,
