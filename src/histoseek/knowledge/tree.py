@@ -9,7 +9,10 @@ short description of something visible on H&E. Three uses:
    the format :func:`histoseek.evaluation.protocols.load_class_prompts` reads;
 2. training guidance: :func:`class_prompts` gives the class-level texts an image embedding
    is pulled towards, :func:`attribute_sentences` the texts a region crop is aligned with;
-3. text search: :func:`expand_query` appends the attributes of every entity a query names.
+3. text search: :func:`expansion_texts` gives the name and attributes of every entity a query
+   names, embedded separately and fused with the literal query (``histoseek.search.
+   text_query``); :func:`expand_query`, which appends them to the query, is kept for the
+   record but lets long attribute text outweigh the query.
 
 Only the standard library is imported here; ``yaml`` is imported when a file is read or
 written.
@@ -410,6 +413,21 @@ def expand_query(text: str, tree: KnowledgeTree | None = None, *,
     query = text.rstrip()
     joiner = " " if query.endswith((".", "!", "?", ";")) else ". "
     return query + joiner + ". ".join(additions) + "."
+
+
+def expansion_texts(text: str, tree: KnowledgeTree | None = None, *,
+                    kinds: Iterable[str] | None = None) -> list[str]:
+    """One text per entity ``text`` mentions: its name and attribute sentences, without the query.
+
+    For embedding on its own and fusing with the literal query's embedding
+    (:func:`histoseek.search.text_query.embed_text_query`) rather than appending to the query
+    as :func:`expand_query` does: appended attributes outweigh a short query, so "poorly
+    differentiated adenocarcinoma" stops preferring the report that says exactly that.
+    Empty when no entity is mentioned.
+    """
+    tree = default_tree() if tree is None else tree
+    return [f"{entity.name}. " + ". ".join(attribute_sentences(entity, kinds=kinds)) + "."
+            for entity in tree.find_mentions(text)]
 
 
 def zero_shot_classes(tree: KnowledgeTree, ids: Iterable[str] | Mapping[str, str],

@@ -7,8 +7,9 @@ typed: "poorly differentiated adenocarcinoma" then ranked the one report saying 
 separately and fused as ``normalise(q_literal + weight * q_expansion)``. With unit vectors and
 inner-product search that equals scoring ``cos(doc, q_literal) + weight * cos(doc,
 q_expansion)`` (up to a positive factor per query), so with ``weight < 1`` the literal match
-decides and the expansion only adds evidence. The weight was chosen on the development half of
-``tests/data/text_queries`` (``benchmarks/bench_text_expansion.py``, ``docs/text-expansion.md``).
+counts most and the expansion only adds evidence. The weight was chosen on the development
+half of ``tests/data/text_queries``; ``benchmarks/bench_text_expansion.py`` writes the evidence to
+``docs/text-expansion.json``.
 """
 
 from __future__ import annotations
