@@ -32,7 +32,8 @@ def add_files(
     report = IngestReport()
     found = discover([Path(p) for p in paths])
     jobs = found.jobs
-    report.skipped = [p.name for p in found.skipped]
+    csv_path = None if labels is None else Path(labels).resolve()
+    report.skipped = [p.name for p in found.skipped if p.resolve() != csv_path]
     report.failures.extend(IngestFailure(p, m) for p, m in found.problems)
     if not jobs and not found.skipped and found.problems:
         raise InputError("; ".join(m for _, m in found.problems) + ": nothing to index")
