@@ -77,7 +77,8 @@ def time_queries(fn, queries: np.ndarray) -> list[float]:  # type: ignore[no-unt
     return times
 
 
-def bench(n: int, dim: int, k: int, n_queries: int, index: str, workdir: Path) -> dict:
+def bench(n: int, dim: int, k: int, n_queries: int, index: str, workdir: Path,
+          repeats: int = 1) -> list[dict]:
     vectors = clustered_vectors(n, dim, centres=max(16, n // 1000), seed=0)
     queries = clustered_vectors(n_queries, dim, centres=max(16, n // 1000), seed=0)[:n_queries]
     t0 = time.perf_counter()
@@ -98,28 +99,31 @@ def bench(n: int, dim: int, k: int, n_queries: int, index: str, workdir: Path) -
 
     for fn in (lib_search, raw_search):  # warm caches
         time_queries(fn, queries[:5])
-    lib_times, raw_times = [], []
-    for i in range(0, n_queries, 10):  # interleave so drift hits both alike
-        lib_times += time_queries(lib_search, queries[i : i + 10])
-        raw_times += time_queries(raw_search, queries[i : i + 10])
     _, exact_ids = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
     got = [[h.id for h in lib.search(vector=q, k=k)] for q in queries[:50]]
     first_id = int(lib.store.all_ids("image").min())  # library ids start at first_id
     recall = float(np.mean([len(set(g) & set((exact_ids[i] + first_id).tolist())) / k
                             for i, g in enumerate(got)]))
+    results = []
+    for run in range(1, repeats + 1):  # repeated timing runs on the one built library
+        lib_times, raw_times = [], []
+        for i in range(0, n_queries, 10):  # interleave so drift hits both alike
+            lib_times += time_queries(lib_search, queries[i : i + 10])
+            raw_times += time_queries(raw_search, queries[i : i + 10])
+        med_lib, med_raw = statistics.median(lib_times), statistics.median(raw_times)
+        p95 = lambda xs: float(np.percentile(xs, 95))  # noqa: E731
+        results.append({
+            "n": n, "dim": dim, "k": k, "index": index, "queries": n_queries, "run": run,
+            "build_s": round(build_s, 1),
+            "library_ms_median": round(1e3 * med_lib, 3),
+            "raw_faiss_ms_median": round(1e3 * med_raw, 3),
+            "library_ms_p95": round(1e3 * p95(lib_times), 3),
+            "raw_faiss_ms_p95": round(1e3 * p95(raw_times), 3),
+            "ratio_median": round(med_lib / med_raw, 3),
+            "library_recall_at_k_vs_exact": round(recall, 3),
+        })
     lib.close()
-    med_lib, med_raw = statistics.median(lib_times), statistics.median(raw_times)
-    p95 = lambda xs: float(np.percentile(xs, 95))  # noqa: E731
-    return {
-        "n": n, "dim": dim, "k": k, "index": index, "queries": n_queries,
-        "build_s": round(build_s, 1),
-        "library_ms_median": round(1e3 * med_lib, 3),
-        "raw_faiss_ms_median": round(1e3 * med_raw, 3),
-        "library_ms_p95": round(1e3 * p95(lib_times), 3),
-        "raw_faiss_ms_p95": round(1e3 * p95(raw_times), 3),
-        "ratio_median": round(med_lib / med_raw, 3),
-        "library_recall_at_k_vs_exact": round(recall, 3),
-    }
+    return results
 
 
 def main() -> None:
@@ -129,20 +133,24 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--index", choices=["flat", "hnsw"], default="flat")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="timing runs on each built library")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="histoseek-bench-"))
     results = []
     try:
         for n in args.sizes:
-            res = bench(n, args.dim, args.k, args.queries, args.index, workdir)
-            results.append(res)
-            print(f"N={n:>9,} d={args.dim} k={args.k} {args.index}: library "
-                  f"{res['library_ms_median']:.2f} ms vs raw FAISS {res['raw_faiss_ms_median']:.2f}"
-                  f" ms (median; p95 {res['library_ms_p95']:.2f} vs {res['raw_faiss_ms_p95']:.2f})"
-                  f" -> ratio {res['ratio_median']:.3f} (target <= 1.2); recall@{args.k} vs exact"
-                  f" {res['library_recall_at_k_vs_exact']:.3f}; built in {res['build_s']} s",
-                  flush=True)
+            for res in bench(n, args.dim, args.k, args.queries, args.index, workdir,
+                             args.repeats):
+                results.append(res)
+                print(f"run {res['run']} N={n:>9,} d={args.dim} k={args.k} {args.index}: "
+                      f"library {res['library_ms_median']:.2f} ms vs raw FAISS "
+                      f"{res['raw_faiss_ms_median']:.2f} ms (median; p95 "
+                      f"{res['library_ms_p95']:.2f} vs {res['raw_faiss_ms_p95']:.2f}) -> ratio "
+                      f"{res['ratio_median']:.3f} (target <= 1.2); recall@{args.k} vs exact "
+                      f"{res['library_recall_at_k_vs_exact']:.3f}; built in {res['build_s']} s",
+                      flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:

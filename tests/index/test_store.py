@@ -142,7 +142,10 @@ def test_filtered_ids_metadata(filled) -> None:
     assert set(f("image", {"n": [3, 5]}, {"site": "lung"}).tolist()) == _ids(ids["a"])
     assert set(f("image", {"odd-key": "y"}, None).tolist()) == _ids(ids["d"])
     assert set(f("image", {"nest.deep": 1}, None).tolist()) == _ids(ids["d"])  # a JSON path
-    assert len(f("image", {"missing_key": "x"}, None)) == 0
+    for where, exclude in (({"missing_key": "x"}, None), (None, {"sitee": "colon"})):
+        with pytest.raises(InputError, match=r"unknown filter key .*fields that exist: kind, "
+                                             r"label, n, name, nest, odd-key"):
+            f("image", where, exclude)  # a typo is an error, not "no hits" or "no filter"
 
 
 @pytest.mark.parametrize("key", ["site'; DROP TABLE tiles; --", "a b", "x[0]", "$", "", "k\"q"])

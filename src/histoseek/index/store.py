@@ -24,7 +24,8 @@ from histoseek.index.spaces import SPACE_TABLES, VectorSpace
 
 # Filter keys that are real columns; anything else is looked up in the metadata JSON.
 SOURCE_COLUMNS = {"label": "s.label", "source_id": "s.source_id", "path": "s.path",
-                  "slide": "s.name", "name": "s.name", "kind": "s.kind", "sha256": "s.sha256"}
+                  "slide": "COALESCE(json_extract(s.metadata, '$.slide_id'), s.name)",
+                  "name": "s.name", "kind": "s.kind", "sha256": "s.sha256"}
 REPORT_COLUMNS = {"label": "r.label", "source_id": "r.source_id", "report_id": "r.report_id"}
 
 
@@ -49,6 +50,16 @@ class SourceRecord:
     vectors: np.ndarray | None = None  # [n, d] float32
 
 
+@dataclass(frozen=True)
+class TileTable:
+    """All tiles of a library as arrays, sorted by id (``mpp`` NaN where unknown)."""
+
+    ids: np.ndarray
+    sources: np.ndarray
+    boxes: np.ndarray
+    mpp: np.ndarray
+
+
 @dataclass
 class ReportRecord:
     report_id: str
@@ -71,6 +82,9 @@ class RecordStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._writes = 0  # own commits: PRAGMA data_version only counts other connections'
+        self._tiles: tuple[tuple[int, int], TileTable] | None = None
+        self._sources: dict[int, dict[str, Any]] | None = None
         try:
             self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self.conn.execute("PRAGMA journal_mode=WAL")
@@ -93,6 +107,7 @@ class RecordStore:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+        self._writes += 1
 
     # -- manifest ---------------------------------------------------------------------------
     def get_meta(self, key: str) -> Any:
@@ -263,8 +278,8 @@ class RecordStore:
         A key that is neither a column nor a metadata key of any record is refused: a typo
         would otherwise match nothing (``where``) or everything (``exclude``) without a word.
         """
-        if space == "image":
-            base = "SELECT t.id FROM tiles t JOIN sources s ON t.source = s.id"
+        if space == "image":  # sources are filtered in SQL, their tiles in numpy
+            base = "SELECT s.id FROM sources s"
             columns = SOURCE_COLUMNS
             meta_col = "s.metadata"
         else:
@@ -274,7 +289,7 @@ class RecordStore:
         unknown = [k for k in {**(where or {}), **(exclude or {})} if k not in columns]
         if unknown:
             fields = self.filter_fields(space)
-            bad = [k for k in unknown if k not in fields]
+            bad = [k for k in unknown if k.split(".")[0] not in fields]  # a.b: a JSON path
             if bad:
                 what = "tiles" if space == "image" else "reports"
                 raise InputError(
@@ -287,7 +302,7 @@ class RecordStore:
                 if column is None:
                     if not key.replace("_", "").replace("-", "").replace(".", "").isalnum():
                         raise InputError(f"filter key '{key}' is not a plain name")
-                    column = f"json_extract({meta_col}, '$.\"{key}\"')"
+                    column = f"json_extract({meta_col}, '$.{key}')"
                 values = list(value) if isinstance(value, list | tuple | set) else [value]
                 marks = ",".join("?" * len(values))
                 test = f"{column} IN ({marks})"
@@ -295,14 +310,60 @@ class RecordStore:
                 params.extend(str(v) if not isinstance(v, int | float) else v for v in values)
         if clauses:
             base += (" AND " if space != "image" else " WHERE ") + " AND ".join(clauses)
-        return np.fromiter((r[0] for r in self.conn.execute(base, params)), np.int64)
+        found = np.fromiter((r[0] for r in self.conn.execute(base, params)), np.int64)
+        if space != "image":
+            return found
+        table = self._tile_table()
+        return table.ids[np.isin(table.sources, found)]
+
+    def _cache_version(self) -> tuple[int, int]:
+        return self._writes, self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def _tile_table(self) -> TileTable:
+        """Every tile's id, source and box in numpy, cached until this or another connection
+        writes: filters then cost a small query over sources and a search's hits no join."""
+        version = self._cache_version()
+        if self._tiles is None or self._tiles[0] != version:
+            rows = self.conn.execute(
+                "SELECT id, source, x, y, w, h, mpp FROM tiles ORDER BY id").fetchall()
+            table = np.array(rows, dtype=np.float64).reshape(-1, 7)
+            self._tiles = (version, TileTable(
+                ids=table[:, 0].astype(np.int64), sources=table[:, 1].astype(np.int64),
+                boxes=table[:, 2:6].astype(np.int64), mpp=table[:, 6]))
+            self._sources = None
+        return self._tiles[1]
+
+    def _source_rows(self) -> dict[int, dict[str, Any]]:
+        self._tile_table()  # same version: cleared with it
+        if self._sources is None:
+            cur = self.conn.execute(
+                "SELECT id, path, name, label, source_id, metadata, kind FROM sources")
+            names = [d[0] for d in cur.description]
+            self._sources = {}
+            for row in cur:
+                rec = dict(zip(names, row, strict=True))
+                rec["metadata"] = json.loads(rec["metadata"] or "{}")
+                self._sources[rec["id"]] = rec
+        return self._sources
 
     # -- hits --------------------------------------------------------------------------------
     def tile_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        return self._rows(
-            "SELECT t.id, t.x, t.y, t.w, t.h, t.mpp, s.path, s.name, s.label, s.source_id,"
-            " s.metadata, s.kind, s.id AS source_pk FROM tiles t JOIN sources s"
-            " ON t.source = s.id WHERE t.id IN ({})", ids)
+        """Tile and source fields by tile id, from the cached tables (no SQL per search)."""
+        table, sources = self._tile_table(), self._source_rows()
+        wanted = np.asarray(ids, np.int64)
+        pos = np.minimum(np.searchsorted(table.ids, wanted), max(len(table.ids) - 1, 0))
+        if len(table.ids) == 0:
+            return {}
+        found = table.ids[pos] == wanted  # False: deleted since the index was searched
+        pos = pos[found]
+        boxes, mpps = table.boxes[pos].tolist(), table.mpp[pos].tolist()
+        out: dict[int, dict[str, Any]] = {}
+        for tile_id, src, (x, y, w, h), mpp in zip(wanted[found].tolist(),
+                                                   table.sources[pos].tolist(), boxes, mpps,
+                                                   strict=True):
+            out[tile_id] = {**sources[src], "id": tile_id, "x": x, "y": y, "w": w, "h": h,
+                            "mpp": None if mpp != mpp else mpp}
+        return out
 
     def report_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         return self._rows(
@@ -310,7 +371,10 @@ class RecordStore:
             " WHERE id IN ({})", ids)
 
     def _rows(self, sql: str, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Rows by id; one query per 900 ids, metadata JSON parsed once per distinct text
+        (tiles of one source share it): this runs on every search."""
         out: dict[int, dict[str, Any]] = {}
+        parsed: dict[str, dict[str, Any]] = {"{}": {}, "": {}}
         ids = [int(i) for i in ids]
         for start in range(0, len(ids), 900):
             part = ids[start : start + 900]
@@ -318,8 +382,12 @@ class RecordStore:
             names = [d[0] for d in cur.description]
             for row in cur:
                 rec = dict(zip(names, row, strict=True))
-                rec["metadata"] = json.loads(rec["metadata"] or "{}")
-                out[int(rec["id"])] = rec
+                text = rec["metadata"] or ""
+                meta = parsed.get(text)
+                if meta is None:
+                    meta = parsed[text] = json.loads(text)
+                rec["metadata"] = meta
+                out[rec["id"]] = rec
         return out
 
     def counts(self) -> dict[str, int]:

@@ -37,18 +37,17 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
     regions: tuple[Hit, ...] = ()
 
-    def __post_init__(self) -> None:
-        # inner products of unit vectors in float32 overshoot 1 by an ulp or two
-        object.__setattr__(self, "score", round(min(max(float(self.score), -1.0), 1.0), 6))
-
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["score"] = round(self.score, 6)
         data["regions"] = [r.to_dict() for r in self.regions]
         return data
 
 
 def hit_from_row(score: float, row: dict[str, Any], kind: Literal["tile", "report"]) -> Hit:
     """A hit from a ``RecordStore.tile_rows``/``report_rows`` row."""
+    # inner products of unit vectors in float32 overshoot 1 by an ulp or two
+    score = -1.0 if score < -1.0 else 1.0 if score > 1.0 else score
     meta = row["metadata"]
     if kind == "report":
         return Hit(score=score, kind="report", id=int(row["id"]), source_id=row["source_id"],

@@ -8,7 +8,7 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 
-from histoseek.encoders.base import Encoder, l2_normalise
+from histoseek.encoders.base import Encoder
 from histoseek.errors import EmptyQueryError, InputError
 from histoseek.index.rescore import RESCORE_FACTOR, rescore
 from histoseek.index.space_indexes import SpaceIndexes
@@ -141,4 +141,8 @@ class Searcher:
 
 
 def _mean(vectors: np.ndarray) -> np.ndarray:
-    return l2_normalise(vectors.mean(axis=0, keepdims=True))
+    """One unit query from one or more rows (a single row skips numpy's reductions: this is
+    on every search's path)."""
+    row = vectors[0] if len(vectors) == 1 else vectors.mean(axis=0)
+    norm = float(np.sqrt(row @ row))
+    return (row / norm if norm > 0 else row).reshape(1, -1).astype(np.float32, copy=False)

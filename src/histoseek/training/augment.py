@@ -60,15 +60,5 @@ def train_transform(input_px: int, mean: tuple[float, ...], std: tuple[float, ..
     ])
 
 
-def eval_transform(input_px: int, mean: tuple[float, ...], std: tuple[float, ...]
-                   ) -> v2.Compose:
-    return v2.Compose([
-        v2.ToImage(),
-        v2.Resize(input_px, antialias=True),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean, std),
-    ])
-
-
 def as_uint8(tile: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(tile[..., :3], dtype=np.uint8)

@@ -5,22 +5,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from histoseek.encoders.base import Preprocess
+from histoseek.encoders.torch_tower import embed_tiles as torch_embed_tiles
 from histoseek.evaluation.metrics import classification_metrics, majority_vote_at_k
 from histoseek.evaluation.protocols import neighbour_labels, rank_neighbours
 from histoseek.evaluation.prototypes import class_prototypes
-from histoseek.training.augment import eval_transform
 
 
-@torch.inference_mode()
 def embed_tiles(model: torch.nn.Module, tiles: np.ndarray,
                 pre: tuple[int, tuple[float, ...], tuple[float, ...]], device: torch.device,
                 batch: int = 128) -> np.ndarray:
-    transform = eval_transform(*pre)
-    out = []
-    for start in range(0, len(tiles), batch):
-        x = torch.stack([transform(t.copy()) for t in tiles[start:start + batch]]).to(device)
-        out.append(model.encode_image(x).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+    """A model's image vectors through the encoders' own path (``torch_tower.embed_tiles``),
+    so validation scores exactly what a library will store."""
+    input_px, mean, std = pre
+    return torch_embed_tiles(model.encode_image, tiles, Preprocess(input_px, mean, std), device,
+                             batch_size=batch)  # type: ignore[arg-type]
 
 
 @torch.inference_mode()
