@@ -376,6 +376,65 @@ def bench_section(quick: bool) -> list[str]:
     return lines
 
 
+def _type_rows(modes: dict, split: str | None, types: tuple[str, ...],
+               metrics: tuple[str, ...]) -> list[str]:
+    head = [f"{t} {m}" for t in types for m in metrics]
+    lines = ["| mode | " + " | ".join(head) + " |", "|---|" + "---:|" * len(head)]
+    for mode, result in modes.items():
+        by_type = result[split] if split else result
+        cells = [f"{by_type[t][m]:.3f}" if t in by_type else "-" for t in types for m in metrics]
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def engine_section() -> list[str]:
+    """Records of the engine's second pass: text-search expansion, user mistakes, search
+    latency (written by their scripts; re-run those to refresh)."""
+    docs = ROOT / "docs"
+    lines = ["## Engine: text search, user mistakes, search overhead", ""]
+    record = docs / "text-expansion.json"
+    if record.is_file():
+        data = json.loads(record.read_text())
+        rep, tiles = data["reports"], data.get("tiles")
+        lines += ["### Text search: query expansion (`python benchmarks/bench_text_expansion.py`)",
+                  "",
+                  f"Report queries → relevant reports: {rep['n_queries']} labelled queries over "
+                  f"{rep['n_reports']} reports (`tests/data/text_queries`), text encoder "
+                  f"{rep['encoder']}. `fused` (shipped: {rep['shipped']['design']}, weight "
+                  f"{rep['shipped']['weight']}) embeds the knowledge-base expansion apart and adds "
+                  "it to the literal query; `concat` was the old default (expansion appended to "
+                  "the query text). The design and weight were chosen on the dev half.", ""]
+        types = ("exact", "synonym", "abbreviation", "all")
+        for split in ("all", "dev", "test"):
+            lines += [f"{split} queries:", ""]
+            lines += _type_rows(rep["modes"], split, types, ("nDCG@10", "R@1"))
+        if tiles:
+            lines += [f"Text → tiles on the EBHI-Seg test split ({tiles['n_tiles']} tiles, "
+                      f"{tiles['prompts']} class prompts, {tiles['encoder']} text tower): "
+                      "P@10 and nDCG@10 by prompt type.", ""]
+            lines += _type_rows(tiles["modes"], None, ("name", "synonym", "abbreviation", "all"),
+                                ("P@10", "nDCG@10"))
+    mistakes = docs / "user-mistakes.md"
+    if mistakes.is_file():
+        lines += ["### User mistakes, before and after the second pass "
+                  "(`python scripts/user_mistakes.py --before OLD/src`)", "",
+                  mistakes.read_text().strip(), ""]
+    for name, title in (("bench-search-hnsw.json", "HNSW at 100k"),
+                        ("bench-search-flat.json", "flat at 1M")):
+        path = docs / name
+        if path.is_file():
+            runs = json.loads(path.read_text())
+            lines += [f"### Search overhead, {title}: `Library.search` vs raw FAISS "
+                      f"(`bench_search.py --repeats 3`)", "",
+                      "| run | library ms (median) | raw FAISS ms | ratio | recall@10 vs exact |",
+                      "|---:|---:|---:|---:|---:|"]
+            lines += [f"| {r['run']} | {r['library_ms_median']:.2f} | "
+                      f"{r['raw_faiss_ms_median']:.2f} | {r['ratio_median']:.3f} | "
+                      f"{r['library_recall_at_k_vs_exact']:.3f} |" for r in runs]
+            lines += [""]
+    return lines
+
+
 def previous_bench_section() -> list[str]:
     """With --skip-bench, the engine figures of the last full run are kept, marked as such."""
     old = ROOT / "docs" / "results.md"
@@ -408,6 +467,7 @@ def main() -> None:
               "The records of the first built-in model, kept for comparison; its weights no "
               "longer ship (`histoseek-base-v1` loads them from a file).", ""]
     lines += training_records_section()
+    lines += engine_section()
     if not args.skip_bench:
         lines += bench_section(args.quick)
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,14 +22,14 @@ from histoseek.index.space_indexes import SpaceIndexes
 from histoseek.index.spaces import VectorSpace
 from histoseek.index.store import RecordStore
 from histoseek.index.vectors import FaissIndex, IndexKind
-from histoseek.ingest.files import add_files
-from histoseek.ingest.reports import add_reports
-from histoseek.ingest.results import IngestReport
 from histoseek.search.hits import Hit
 from histoseek.search.queries import ImageQuery
 from histoseek.search.searcher import Region, Searcher, Target
 from histoseek.slides.reader import open_slide
 from histoseek.slides.tiling import TilingConfig, read_region_tile
+
+if TYPE_CHECKING:  # ingest (tqdm, threads, file discovery) loads on the first add, not on search
+    from histoseek.ingest.results import IngestReport
 
 DB_NAME = "library.sqlite"
 DEFAULT_ENCODER = "histoseek-base"  # the built-in model: offline, both towers
@@ -198,6 +198,8 @@ class Library:
         ``labels`` is a CSV ``path,label[,source_id,slide_id,...]``; ``mpp`` overrides or
         supplies the scale. Bad files are skipped and listed in the report's ``failures``.
         """
+        from histoseek.ingest.files import add_files
+
         paths = [paths] if isinstance(paths, str | Path) else list(paths)
         return add_files(paths, store=self.store, indexes=self.indexes, encoder=self.encoder,
                          tiling=self.tiling, lock=write_lock(self.root), labels=labels, mpp=mpp,
@@ -205,6 +207,8 @@ class Library:
 
     def add_reports(self, source: str | Path | list[Any]) -> IngestReport:
         """Index report texts (CSV ``report_id,text[,source_id,label]``, .txt, or a list)."""
+        from histoseek.ingest.reports import add_reports
+
         return add_reports(source, store=self.store, indexes=self.indexes,
                            text_encoder=self.text_encoder, image_encoder=self.encoder,
                            lock=write_lock(self.root))

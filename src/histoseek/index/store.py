@@ -333,8 +333,10 @@ class RecordStore:
             self._sources = None
         return self._tiles[1]
 
-    def _source_rows(self) -> dict[int, dict[str, Any]]:
-        self._tile_table()  # same version: cleared with it
+    def _source_rows(self, table: TileTable | None = None) -> dict[int, dict[str, Any]]:
+        """Every source row by id, cached with (and cleared with) the tile table."""
+        if table is None:
+            self._tile_table()
         if self._sources is None:
             cur = self.conn.execute(
                 "SELECT id, path, name, label, source_id, metadata, kind FROM sources")
@@ -347,23 +349,32 @@ class RecordStore:
         return self._sources
 
     # -- hits --------------------------------------------------------------------------------
-    def tile_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Tile and source fields by tile id, from the cached tables (no SQL per search)."""
-        table, sources = self._tile_table(), self._source_rows()
-        wanted = np.asarray(ids, np.int64)
-        pos = np.minimum(np.searchsorted(table.ids, wanted), max(len(table.ids) - 1, 0))
+    def tile_places(self, ids: Sequence[int]
+                    ) -> tuple[dict[int, tuple[int, int, int, int, float | None, int]],
+                               dict[int, dict[str, Any]]]:
+        """``({tile id: (x, y, w, h, mpp, source id)}, {source id: source row})`` from the
+        cached tables: no SQL per search but one version check. Ids deleted since the index
+        was searched are left out."""
+        table = self._tile_table()
+        sources = self._source_rows(table)
         if len(table.ids) == 0:
-            return {}
-        found = table.ids[pos] == wanted  # False: deleted since the index was searched
+            return {}, sources
+        wanted = np.asarray(ids, np.int64)
+        pos = np.minimum(np.searchsorted(table.ids, wanted), len(table.ids) - 1)
+        found = table.ids[pos] == wanted
         pos = pos[found]
-        boxes, mpps = table.boxes[pos].tolist(), table.mpp[pos].tolist()
-        out: dict[int, dict[str, Any]] = {}
-        for tile_id, src, (x, y, w, h), mpp in zip(wanted[found].tolist(),
-                                                   table.sources[pos].tolist(), boxes, mpps,
-                                                   strict=True):
-            out[tile_id] = {**sources[src], "id": tile_id, "x": x, "y": y, "w": w, "h": h,
-                            "mpp": None if mpp != mpp else mpp}
-        return out
+        places = {}
+        for tile_id, (x, y, w, h), mpp, src in zip(
+                wanted[found].tolist(), table.boxes[pos].tolist(), table.mpp[pos].tolist(),
+                table.sources[pos].tolist(), strict=True):
+            places[tile_id] = (x, y, w, h, None if mpp != mpp else mpp, src)
+        return places, sources
+
+    def tile_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Tile fields merged with their source's row, by tile id (for scripts and tests)."""
+        places, sources = self.tile_places(ids)
+        return {i: {**sources[src], "id": i, "x": x, "y": y, "w": w, "h": h, "mpp": mpp}
+                for i, (x, y, w, h, mpp, src) in places.items()}
 
     def report_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         return self._rows(

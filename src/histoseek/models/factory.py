@@ -110,21 +110,25 @@ def create_model(name: str, pretrained: str | Path | bool | None = None,
     """Build a registered model; ``pretrained``: None, True/"packaged" or a file path.
 
     ``overrides`` change architecture fields (e.g. ``use_neck=False`` for an ablation). With
-    trained weights to load, the backbone's ImageNet start is not loaded first (it would be
-    overwritten anyway).
+    trained weights to load, nothing is initialised first only to be overwritten: neither the
+    backbone's ImageNet start nor the random init (the model is built on the meta device and
+    takes the file's tensors, strictly: every parameter and buffer must be in the file).
     """
     path = resolve_weights(name, pretrained)
     arch = {**architecture(name, path), **overrides}
-    if path is not None and "pretrained_backbone" in arch:
+    if path is None:
+        return build_model(arch).eval()
+    if "pretrained_backbone" in arch:
         arch["pretrained_backbone"] = False
-    model = build_model(arch)
-    if path is not None:
-        try:
-            model.load_state_dict(load_state(path))
-        except RuntimeError as exc:
-            raise WeightsNotFoundError(
-                f"{path}: weights do not fit model '{name}' ({str(exc).splitlines()[0]})"
-            ) from exc
+    state = load_state(path)
+    with torch.device("meta"):
+        model = build_model(arch)
+    try:
+        model.load_state_dict(state, assign=True)
+    except RuntimeError as exc:
+        raise WeightsNotFoundError(
+            f"{path}: weights do not fit model '{name}' ({str(exc).splitlines()[0]})"
+        ) from exc
     return model.eval()
 
 

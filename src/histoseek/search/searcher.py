@@ -15,7 +15,7 @@ from histoseek.index.space_indexes import SpaceIndexes
 from histoseek.index.spaces import VectorSpace
 from histoseek.index.store import RecordStore
 from histoseek.search.arguments import parse_region
-from histoseek.search.hits import Hit, hit_from_row
+from histoseek.search.hits import Hit, hit_from_row, source_fields
 from histoseek.search.queries import (
     ImageQuery,
     aggregate_slides,
@@ -40,6 +40,8 @@ class Searcher:
                  text_encoder: Callable[[], Encoder]) -> None:
         self.store, self.indexes, self.tiling, self.image_dim = store, indexes, tiling, image_dim
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
+        self._sources: dict[int, dict[str, Any]] | None = None
+        self._source_fields: dict[int, dict[str, Any]] = {}
 
     def search(self, image: ImageQuery | None = None, text: str | None = None,
                slide: str | Path | None = None, region: Region | None = None,
@@ -131,12 +133,22 @@ class Searcher:
                 space, found, index.dim), min(k, candidates.shape[1]))
         else:
             scores, ids = index.search(queries, k, allow=allow, deny=deny)
-        kind: Literal["tile", "report"] = "tile" if space == "image" else "report"
-        found = ids[ids >= 0]
-        rows = (self.store.tile_rows if kind == "tile" else self.store.report_rows)(
-            np.unique(found).tolist())
-        return [[hit_from_row(s, rows[i], kind)
-                 for s, i in zip(srow.tolist(), irow.tolist(), strict=True) if i in rows]
+        wanted = ids[ids >= 0]
+        wanted = (wanted if len(queries) == 1 else np.unique(wanted)).tolist()
+        if space != "image":
+            rows = self.store.report_rows(wanted)
+            return [[hit_from_row(s, rows[i], "report")
+                     for s, i in zip(srow.tolist(), irow.tolist(), strict=True) if i in rows]
+                    for srow, irow in zip(scores, ids, strict=True)]
+        places, sources = self.store.tile_places(wanted)
+        if sources is not self._sources:  # the store reloaded its source rows
+            self._sources, self._source_fields = sources, {
+                pk: source_fields(row) for pk, row in sources.items()}
+        fields = self._source_fields
+        return [[Hit(min(s, 1.0), "tile", i, x=p[0], y=p[1], w=p[2], h=p[3], mpp=p[4],
+                     **fields[p[5]])
+                 for s, i in zip(srow.tolist(), irow.tolist(), strict=True)
+                 if (p := places.get(i)) is not None]
                 for srow, irow in zip(scores, ids, strict=True)]
 
 

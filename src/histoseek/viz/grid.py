@@ -23,7 +23,7 @@ def render_grid(rows: list[tuple[GridCell, list[GridCell]]], out: Path, title: s
                 dpi: int = 100) -> Path:
     """Draw one row per query: the query tile, then its hits left to right."""
     n_cols = 1 + max((len(hits) for _, hits in rows), default=0)
-    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.1 * n_cols, 2.6 * len(rows)),
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(2.1 * n_cols, 2.7 * len(rows)),
                              squeeze=False)
     for r, (query, hits) in enumerate(rows):
         for c in range(n_cols):
@@ -47,9 +47,9 @@ def render_grid(rows: list[tuple[GridCell, list[GridCell]]], out: Path, title: s
                 spine.set_linewidth(3 if c == 0 or cell.good is not None else 1)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
+    fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
+    fig.savefig(out, dpi=dpi, bbox_inches="tight", pad_inches=0.15)  # captions never cut
     plt.close(fig)
     _shrink_png(out)
     return out

@@ -25,11 +25,13 @@ class QueryPicture:
     caption: str
     mpp: float | None = None  # microns per pixel of ``pixels``' source tile, None if unknown
     label: str | None = None
+    has_scale: bool = True  # False for a text query: there is no scale to compare
 
 
 def text_picture(text: str) -> QueryPicture:
     blank = np.full((CELL_PX, CELL_PX, 3), 255, np.uint8)
-    return QueryPicture(blank, "text:\n" + "\n".join(textwrap.wrap(text, 24)[:6]))
+    return QueryPicture(blank, "text:\n" + "\n".join(textwrap.wrap(text, 24)[:6]),
+                        has_scale=False)
 
 
 def _short(name: str, width: int = 22) -> str:
@@ -45,6 +47,8 @@ def hit_caption(hit: Hit) -> str:
 
 def scale_note(query: QueryPicture, hits: Sequence[Hit]) -> str | None:
     """Said when the query's scale differs from the hits' (or either is unknown)."""
+    if not query.has_scale or not hits:
+        return None
     hit_mpps = {round(h.mpp, 3) if h.mpp else None
                 for h in (hit.regions[0] if hit.regions else hit for hit in hits)}
     query_mpp = round(query.mpp, 3) if query.mpp else None
