@@ -65,8 +65,7 @@ def bench(name: str, folder: Path, pixels: np.ndarray, batch: int, workdir: Path
     encoder = create_encoder(name)
     encoder.encode_images(pixels[:8])  # warm-up (allocations, lazy init)
     before = bare_rate(encoder, pixels, batch)
-    lib = Library.create(workdir / f"lib-{name}", encoder=name)
-    lib._encoders["image"] = encoder  # same object: no second model in memory
+    lib = Library.create(workdir / f"lib-{name}", encoder=encoder)  # no second model in memory
     report = lib.add([folder], batch_size=batch, progress=False)
     lib.close()
     after = bare_rate(encoder, pixels, batch)

@@ -63,8 +63,7 @@ def main() -> None:
     print(json.dumps(result, indent=1))
 
     with tempfile.TemporaryDirectory() as tmp:
-        lib = Library.create(Path(tmp) / "lib", encoder=args.encoder)
-        lib._encoders["image"] = encoder
+        lib = Library.create(Path(tmp) / "lib", encoder=encoder)  # the one loaded above
         labels = DATA / "ebhi-seg" / "labels.csv"
         split = json.loads((Path(__file__).resolve().parents[1] / "configs" / "splits" /
                             "ebhi-seg-seed0.json").read_text())
