@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,3 +174,36 @@ def test_messages_with_long_paths_stay_on_one_line(tmp_path: Path) -> None:
     result = run("index", deep)
     lines = [line for line in result.output.splitlines() if str(deep) in line]
     assert lines, result.output  # the whole path, unbroken, on one line a user can copy
+
+
+# --- one search per process: start-up and shut-down costs ----------------------------------
+def _fresh_python(code: str, *args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def test_search_imports_only_what_a_search_needs() -> None:
+    """The CLI and the Library load no model, ingest or picture libraries: encoders do."""
+    heavy = ("torch", "timm", "torchvision", "transformers", "sentence_transformers", "scipy",
+             "skimage", "sklearn", "matplotlib", "pandas", "tqdm", "open_clip")
+    proc = _fresh_python("import sys, histoseek.cli, histoseek.library; "
+                         f"print([m for m in {heavy!r} if m in sys.modules])")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_console_script_search_in_a_fresh_process(indexed: Path, tile_folder: Path) -> None:
+    """``main`` (GC off for the search, frozen at exit) prints the same hits as in-process."""
+    query = tile_folder / "purple" / "purple_0.png"
+    proc = _fresh_python("import sys; from histoseek.cli import main; main()", "search",
+                         indexed, "--image", query, "-k", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    hits = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert hits == search(indexed, "--image", query, "-k", "3")
+
+
+def test_in_process_search_keeps_the_garbage_collector(indexed: Path,
+                                                       tile_folder: Path) -> None:
+    frozen = gc.get_freeze_count()
+    search(indexed, "--image", tile_folder / "pale" / "pale_0.png", "-k", "1")
+    assert gc.isenabled() and gc.get_freeze_count() == frozen

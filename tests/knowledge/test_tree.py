@@ -261,3 +261,13 @@ def test_unreadable_files(tmp_path: Path) -> None:
     """), encoding="utf-8")
     with pytest.raises(InputError, match="'organs' list"):
         load_tree(bad)
+
+
+def test_libyaml_reads_the_tree_as_pure_python_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C parser (fast, used when built in) and the pure-Python fallback agree."""
+    import yaml
+
+    fast = load_tree()
+    monkeypatch.delattr(yaml, "CSafeLoader", raising=False)
+    slow = load_tree()
+    assert fast.entities and fast == slow  # entities compare with their attribute sentences

@@ -223,3 +223,23 @@ def test_weights_carry_the_architecture_they_were_trained_in(tmp_path: Path) -> 
     assert architecture_of(plain) == {}
     with pytest.raises(WeightsNotFoundError, match="do not fit"):  # without the record
         create_model(NAME, pretrained=path, tune_from=5)
+
+
+def test_trained_weights_load_without_a_random_init_first(batch: torch.Tensor) -> None:
+    """Built on the meta device and handed the file's tensors: the same model as initialising
+    then copying the weights in, with nothing left on the meta device."""
+    path = packaged_path()
+    arch = {**factory.architecture(NAME, path), "pretrained_backbone": False}
+    reference = factory.build_model(arch)
+    reference.load_state_dict(factory.load_state(path))
+    reference.eval()
+    model = create_model(NAME, pretrained=True)
+    tensors = [*model.parameters(), *model.buffers()]
+    assert not any(t.is_meta for t in tensors) and not model.training
+    assert [p.requires_grad for p in model.parameters()] == [
+        p.requires_grad for p in reference.parameters()]
+    for (key, mine), (_, theirs) in zip(model.state_dict().items(),
+                                        reference.state_dict().items(), strict=True):
+        assert torch.equal(mine, theirs) and mine.dtype == theirs.dtype, key
+    with torch.inference_mode():
+        assert torch.equal(model.encode_image(batch), reference.encode_image(batch))
