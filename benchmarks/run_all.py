@@ -419,6 +419,10 @@ def engine_section() -> list[str]:
         lines += ["### User mistakes, before and after the second pass "
                   "(`python scripts/user_mistakes.py --before OLD/src`)", "",
                   mistakes.read_text().strip(), ""]
+    latency = docs / "cli-latency.md"
+    if latency.is_file():
+        lines += ["### CLI search latency (`python benchmarks/bench_cli_latency.py`)", "",
+                  latency.read_text().strip(), ""]
     for name, title in (("bench-search-hnsw.json", "HNSW at 100k"),
                         ("bench-search-flat.json", "flat at 1M")):
         path = docs / name
