@@ -409,8 +409,9 @@ def engine_section() -> list[str]:
             lines += [f"{split} queries:", ""]
             lines += _type_rows(rep["modes"], split, types, ("nDCG@10", "R@1"))
         if tiles:
+            n_prompts = sum(map(len, tiles["prompts"].values()))
             lines += [f"Text → tiles on the EBHI-Seg test split ({tiles['n_tiles']} tiles, "
-                      f"{tiles['prompts']} class prompts, {tiles['encoder']} text tower): "
+                      f"{n_prompts} class prompts, {tiles['encoder']} text tower): "
                       "P@10 and nDCG@10 by prompt type.", ""]
             lines += _type_rows(tiles["modes"], None, ("name", "synonym", "abbreviation", "all"),
                                 ("P@10", "nDCG@10"))

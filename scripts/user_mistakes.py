@@ -222,7 +222,7 @@ def run_all(src: Path) -> list[str]:
         inputs = setup(work)
         seen = []
         for case in CASES:
-            seen.append(case.run(src, work, inputs).replace("|", "\\|"))
+            seen.append(case.run(src, work, inputs).replace(str(work), "TMP").replace("|", "\\|"))
             print(f"  {case.name}: {seen[-1]}", file=sys.stderr, flush=True)
         return seen
     finally:
