@@ -30,10 +30,12 @@ def add_reports(
     known = store.report_shas()
     todo, shas = [], []
     for rec in inputs.records:
-        sha = sha256_text(rec.text.strip())
-        if not rec.text.strip():
+        text = rec.text.strip()
+        if not text:
             report.failures.append(IngestFailure(rec.report_id, "report text is empty"))
-        elif known.get(rec.report_id) == sha:
+            continue
+        sha = sha256_text(text)
+        if known.get(rec.report_id) == sha:
             report.unchanged.append(rec.report_id)
         else:
             todo.append(rec)

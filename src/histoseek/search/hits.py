@@ -44,13 +44,16 @@ class Hit:
         return data
 
 
-def hit_from_row(score: float, row: dict[str, Any], kind: Literal["report"]) -> Hit:
+def clip_score(score: float) -> float:
+    """Inner products of unit vectors in float32 overshoot 1 by an ulp or two."""
+    return -1.0 if score < -1.0 else 1.0 if score > 1.0 else score
+
+
+def report_hit(score: float, row: dict[str, Any]) -> Hit:
     """A report hit from a ``RecordStore.report_rows`` row."""
-    # inner products of unit vectors in float32 overshoot 1 by an ulp or two
-    score = -1.0 if score < -1.0 else 1.0 if score > 1.0 else score
-    return Hit(score=score, kind="report", id=int(row["id"]), source_id=row["source_id"],
-               report_id=row["report_id"], label=row["label"], text=row["text"],
-               metadata=row["metadata"])
+    return Hit(score=clip_score(score), kind="report", id=int(row["id"]),
+               source_id=row["source_id"], report_id=row["report_id"], label=row["label"],
+               text=row["text"], metadata=row["metadata"])
 
 
 def source_fields(row: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from histoseek.index.space_indexes import SpaceIndexes
 from histoseek.index.spaces import VectorSpace
 from histoseek.index.store import RecordStore
 from histoseek.search.arguments import parse_region
-from histoseek.search.hits import Hit, hit_from_row, source_fields
+from histoseek.search.hits import Hit, clip_score, report_hit, source_fields
 from histoseek.search.queries import (
     ImageQuery,
     aggregate_slides,
@@ -137,7 +137,7 @@ class Searcher:
         wanted = (wanted if len(queries) == 1 else np.unique(wanted)).tolist()
         if space != "image":
             rows = self.store.report_rows(wanted)
-            return [[hit_from_row(s, rows[i], "report")
+            return [[report_hit(s, rows[i])
                      for s, i in zip(srow.tolist(), irow.tolist(), strict=True) if i in rows]
                     for srow, irow in zip(scores, ids, strict=True)]
         places, sources = self.store.tile_places(wanted)
@@ -145,7 +145,7 @@ class Searcher:
             self._sources, self._source_fields = sources, {
                 pk: source_fields(row) for pk, row in sources.items()}
         fields = self._source_fields
-        return [[Hit(min(s, 1.0), "tile", i, x=p[0], y=p[1], w=p[2], h=p[3], mpp=p[4],
+        return [[Hit(clip_score(s), "tile", i, x=p[0], y=p[1], w=p[2], h=p[3], mpp=p[4],
                      **fields[p[5]])
                  for s, i in zip(srow.tolist(), irow.tolist(), strict=True)
                  if (p := places.get(i)) is not None]
