@@ -128,3 +128,17 @@ def test_adenocarcinoma_test_tiles_sit_near_their_text(shared_data: Path,
     assert adeno_sims[0] > adeno_sims[1]
     normal_sims = texts @ means["normal"]
     assert normal_sims[1] > normal_sims[0]
+
+
+def test_cpu_optimised_tower_gives_the_eager_vectors(encoder: Encoder, monkeypatch) -> None:
+    """The shipped tower must really take the fast path, and lose nothing by it."""
+    from histoseek.encoders.cpu_inference import ENV_SWITCH
+    from histoseek.encoders.torch_tower import CpuOptimisedForward
+
+    fast = encoder.encode_images(tiles(5))
+    assert encoder._image_forward._forward is not encoder.model.image  # optimised, not fallen back
+    monkeypatch.setenv(ENV_SWITCH, "0")
+    encoder._image_forward = CpuOptimisedForward(encoder.model.image, 224, encoder.device)
+    eager = encoder.encode_images(tiles(5))
+    assert encoder._image_forward._forward is encoder.model.image
+    np.testing.assert_allclose(fast, eager, atol=1e-4)

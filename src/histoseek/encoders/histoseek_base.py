@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from histoseek.encoders.base import Encoder, EncoderInfo, Preprocess, l2_normalise
-from histoseek.encoders.torch_tower import embed_tiles, resolve_device
+from histoseek.encoders.torch_tower import CpuOptimisedForward, embed_tiles, resolve_device
 
 
 class HistoseekBaseEncoder(Encoder):
@@ -43,9 +43,11 @@ class HistoseekBaseEncoder(Encoder):
             extra={"text_encoder": config.get("text_encoder", "minilm")},
         )
         self._text_encoder: Encoder | None = None
+        self._image_forward = CpuOptimisedForward(self.model.image, int(pre["input_px"]),
+                                                  self.device)
 
     def _encode_images(self, tiles: np.ndarray) -> np.ndarray:
-        return embed_tiles(self.model.encode_image, tiles, self.info.preprocess, self.device)
+        return embed_tiles(self._image_forward, tiles, self.info.preprocess, self.device)
 
     def sentence_embeddings(self, texts: list[str]) -> np.ndarray:
         """Frozen MiniLM vectors (384-d), before the model's projection."""

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from histoseek.encoders.base import Encoder, EncoderInfo, Preprocess
-from histoseek.encoders.torch_tower import embed_tiles, resolve_device
+from histoseek.encoders.torch_tower import CpuOptimisedForward, embed_tiles, resolve_device
 from histoseek.models.fusion_tower import multiscale_gem
 from histoseek.models.imagenet_lite import MEAN, STD, checkpoint_path, create_pretrained
 
@@ -36,9 +36,10 @@ class ImageNetLiteEncoder(Encoder):
             dim=int(sum(self.model.trunk.feature_info.channels())), modalities=("image",),
             preprocess=Preprocess(224, MEAN, STD, "bicubic"),
         )
+        self._forward = CpuOptimisedForward(self.model, 224, self.device)
 
     def _encode_images(self, tiles: np.ndarray) -> np.ndarray:
-        return embed_tiles(self.model, tiles, self.info.preprocess, self.device)
+        return embed_tiles(self._forward, tiles, self.info.preprocess, self.device)
 
 
 def create_imagenet_lite(spec: object, pretrained: str | None, device: str

@@ -37,6 +37,25 @@ def tiles_to_tensor(tiles: np.ndarray, pre: Preprocess, device: torch.device) ->
     return (x - mean) / std
 
 
+class CpuOptimisedForward:
+    """``module``'s forward, optimised for CPU (``cpu_inference``) on first use: tracing costs
+    about 2 s, which a text-only query should not pay."""
+
+    def __init__(self, module: torch.nn.Module, input_px: int, device: torch.device) -> None:
+        self.module, self.input_px, self.device = module, input_px, device
+        self._forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self._forward is None:
+            if self.device.type == "cpu":
+                from histoseek.encoders.cpu_inference import optimise_for_cpu
+
+                self._forward = optimise_for_cpu(self.module, self.input_px)
+            else:
+                self._forward = self.module
+        return self._forward(x)
+
+
 @torch.inference_mode()
 def embed_tiles(
     forward: Callable[[torch.Tensor], torch.Tensor],
