@@ -66,6 +66,13 @@ def test_encoders_lists_offline_ones() -> None:
     assert names - {""} == set(list_encoders())
 
 
+def test_encoders_json_says_which_need_a_weights_file() -> None:
+    rows = {r["name"]: r for r in map(json.loads, run("encoders", "--json").output.splitlines())}
+    assert rows["histoseek-base"]["ships_weights"] is True
+    assert rows["histoseek-base-v1"]["ships_weights"] is False
+    assert rows["histoseek-base-lite2"]["ships_weights"] is False
+
+
 @pytest.fixture
 def indexed(tile_folder: Path, tmp_path: Path) -> Path:
     """``tile_folder`` indexed with a source_id per tile: ``<class>-<i>``."""

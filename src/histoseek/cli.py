@@ -54,6 +54,7 @@ def encoders(
             spec = get_encoder_spec(name)
             print(json.dumps({"name": name, "towers": list(spec.modalities),
                               "offline": spec.offline, "default_weights": spec.default_pretrained,
+                              "ships_weights": spec.ships_weights,
                               "description": spec.description}))
         return
     # names and hub ids never wrap or get cut: users type them into the next command
@@ -63,7 +64,7 @@ def encoders(
     for name in names:
         spec = get_encoder_spec(name)
         table.add_row(name, "+".join(spec.modalities), "yes" if spec.offline else "needs weights",
-                      spec.default_pretrained or "-", spec.description)
+                      spec.weights_note, spec.description)
     console.print(table)
 
 

@@ -23,6 +23,16 @@ class EncoderSpec:
     default_pretrained: str | None
     offline: bool
     description: str
+    #: False for model configs whose weights do not ship: they load only from a file the user
+    #: gives (``pretrained=``), so they are offline but not usable by name alone
+    ships_weights: bool = True
+
+    @property
+    def weights_note(self) -> str:
+        """What ``histoseek encoders`` shows as the default weights."""
+        if self.default_pretrained:
+            return self.default_pretrained
+        return "-" if self.ships_weights else "none: give --pretrained FILE"
 
 
 _REGISTRY: dict[str, EncoderSpec] = {}
@@ -71,11 +81,13 @@ for _spec in (
     EncoderSpec(
         "histoseek-base-v1", f"{_M}.histoseek_base:create_histoseek_base", ("image", "text"),
         None, True, "histoseek-base v1 (ResNet-10t from scratch); needs --pretrained FILE",
+        ships_weights=False,
     ),
     EncoderSpec(
         "histoseek-base-lite2", f"{_M}.histoseek_base:create_histoseek_base",
         ("image", "text"), None, True,
         "histoseek-base on EfficientNet-Lite2 (the lite2 variant); needs --pretrained FILE",
+        ships_weights=False,
     ),
     EncoderSpec(
         "classic", f"{_M}.classic:create_classic", ("image",), None, True,
