@@ -110,8 +110,8 @@ def select_on_dev(bench: tr.TextBenchmark, encode: Encode, vectors: np.ndarray
     """Grid over designs x weights, judged on the dev half only.
 
     Eligible: no query type's dev nDCG@10 falls more than :data:`TOLERANCE` below no
-    expansion, and the issue's case passes. Pick: best dev mean nDCG@10 (ties: smaller
-    weight). The unconstrained dev argmax is returned too, for the record.
+    expansion, and the issue's case passes. Pick: best sum of dev nDCG@10 and R@1 over all
+    queries (ties: smaller weight). The unconstrained dev argmax is returned too, for the record.
     """
     none = tr.evaluate_text_queries(
         bench, lambda t: embed_text_query(encode, t, expand=False), vectors)["dev"]
@@ -125,7 +125,8 @@ def select_on_dev(bench: tr.TextBenchmark, encode: Encode, vectors: np.ndarray
             grid.append({"design": design, "weight": weight, "dev": result["dev"],
                          "test": result["test"], "dev_worst_type_delta": round(worst, 4),
                          "issue_case_ok": issue_case_ok(encode, embed)})
-    key = lambda g: (g["dev"]["all"]["nDCG@10"], -g["weight"])  # noqa: E731
+    # both metrics: nDCG@10 alone moved by 0.001 while R@1 lost a query (recorded in the note)
+    key = lambda g: (g["dev"]["all"]["nDCG@10"] + g["dev"]["all"]["R@1"], -g["weight"])  # noqa: E731
     eligible = [g for g in grid if g["dev_worst_type_delta"] >= -TOLERANCE and g["issue_case_ok"]]
     return grid, max(eligible or grid, key=key), max(grid, key=key)
 
@@ -162,7 +163,8 @@ def reports_part(data: Path) -> tuple[dict, list[str]]:
                               types), ""]
     lines += ["### Design and weight chosen on the dev half", "",
               f"Eligible: worst dev query type within {TOLERANCE} nDCG@10 of no expansion, and "
-              "the issue's case (demo reports) ranked first.", "",
+              "the issue's case (demo reports) ranked first. Pick: the best dev nDCG@10 + R@1 "
+              "(ties: smaller weight).", "",
               "| design | w | dev nDCG@10 | worst dev type Δ | issue case | dev R@1 "
               "| test nDCG@10 | test R@1 |",
               "|---|---:|---:|---:|---|---:|---:|---:|"]

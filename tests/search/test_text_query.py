@@ -7,8 +7,14 @@ import hashlib
 import numpy as np
 import pytest
 
-from histoseek.knowledge.tree import expansion_texts
-from histoseek.search.text_query import EXPANSION_WEIGHT, embed_text_query, fuse
+from histoseek.knowledge.abbreviations import spell_out
+from histoseek.knowledge.tree import default_tree, expansion_texts
+from histoseek.search.text_query import (
+    EXPANSION_WEIGHT,
+    embed_text_query,
+    fuse,
+    mention_coverage,
+)
 
 DIM = 32
 
@@ -56,7 +62,8 @@ def test_expansion_is_fused_not_concatenated_and_the_literal_dominates() -> None
     extra = expansion_texts(QUERY)
     expansion = unit(np.mean([unit(v)[0] for v in fake_encode(extra)], axis=0))
     fused = embed_text_query(fake_encode, QUERY, expand=True)
-    np.testing.assert_allclose(fused, fuse(literal, expansion, EXPANSION_WEIGHT), atol=1e-6)
+    weight = EXPANSION_WEIGHT * mention_coverage(QUERY, default_tree())
+    np.testing.assert_allclose(fused, fuse(literal, expansion, weight), atol=1e-6)
     assert EXPANSION_WEIGHT < 1.0
     assert (fused @ literal.T).item() > (fused @ expansion.T).item()
 
@@ -64,3 +71,39 @@ def test_expansion_is_fused_not_concatenated_and_the_literal_dominates() -> None
 def test_weight_zero_gives_the_literal_embedding() -> None:
     np.testing.assert_allclose(embed_text_query(fake_encode, QUERY, expand=True, weight=0.0),
                                unit(fake_encode([QUERY])[0]), atol=1e-6)
+
+
+@pytest.mark.parametrize(("query", "coverage"), [
+    ("high-grade intraepithelial neoplasia", 1.0),   # the whole query names the entity
+    ("poorly differentiated adenocarcinoma", 1 / 3),  # only "adenocarcinoma" is a mention
+    ("a cat sat on the mat", 0.0),
+    ("of the", 0.0),                                  # function words only
+])
+def test_mention_coverage(query: str, coverage: float) -> None:
+    assert mention_coverage(query, default_tree()) == pytest.approx(coverage)
+
+
+def test_abbreviations_are_spelled_out_before_embedding() -> None:
+    seen: list[list[str]] = []
+
+    def recording_encode(texts: list[str]) -> np.ndarray:
+        seen.append(list(texts))
+        return fake_encode(texts)
+
+    embed_text_query(recording_encode, "TA with LGD", expand=True)
+    assert seen[0][0] == "tubular adenoma with low-grade dysplasia"
+    seen.clear()
+    embed_text_query(recording_encode, "TA with LGD", expand=False)
+    assert seen == [["TA with LGD"]]  # --no-expand: exactly as typed
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("HGIN", "high-grade intraepithelial neoplasia"),
+    ("SSA/P", "sessile serrated adenoma/polyp"),        # the longer key wins over "SSA"
+    ("HP gastritis", "Helicobacter pylori gastritis"),  # context: not "hyperplastic polyp"
+    ("NET G1", "neuroendocrine tumour grade 1"),
+    ("the net effect on CD20", "the net effect on CD20"),  # case and whole words matter
+    ("HGINs", "HGINs"),
+])
+def test_spell_out(text: str, expected: str) -> None:
+    assert spell_out(text) == expected

@@ -217,10 +217,14 @@ class KnowledgeTree:
         intraepithelial neoplasia" is one mention, not also "intraepithelial neoplasia".
         """
         found: dict[str, Entity] = {}
-        for match in self._mentions.finditer(text):
-            entity = self._index[normalise(match.group(0))]
+        for entity, _start, _end in self.mention_spans(text):
             found.setdefault(entity.id, entity)
         return list(found.values())
+
+    def mention_spans(self, text: str) -> list[tuple[Entity, int, int]]:
+        """Every mention in ``text`` as ``(entity, start, end)`` character offsets."""
+        return [(self._index[normalise(m.group(0))], m.start(), m.end())
+                for m in self._mentions.finditer(text)]
 
 
 def _mention_pattern(phrases: Iterable[str]) -> re.Pattern[str]:
