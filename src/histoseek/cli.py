@@ -152,10 +152,16 @@ def search(
     exclude: Annotated[list[str] | None, typer.Option(help="key=value to exclude")] = None,
     mpp: Annotated[float | None, typer.Option(help="mpp of the query slide or image")] = None,
     group: Annotated[bool, typer.Option(help="group tile hits by slide")] = False,
+    level: Annotated[str | None, typer.Option(
+        help="tile | region (neighbouring tile hits merged into boxes) | slide")] = None,
+    include_query_region: Annotated[bool, typer.Option(
+        help="with --region --level region: keep hits inside the query's own box")] = False,
     expand: Annotated[bool, typer.Option(help="add knowledge-base synonyms to a text query")
                       ] = True,
     grid: Annotated[Path | None, typer.Option(help="also write a retrieval grid PNG here")
                     ] = None,
+    heatmaps: Annotated[Path | None, typer.Option(
+        help="also write one heatmap PNG per hit slide into this folder")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per hit, per line")
                        ] = False,
 ) -> None:
@@ -169,10 +175,15 @@ def search(
         hits = lib.search(image=image, text=text, slide=slide, region=region, k=k,
                           where=parse_filters(where), exclude=parse_filters(exclude),
                           target=target, mpp=mpp, group=group,  # type: ignore[arg-type]
-                          expand=expand)
+                          expand=expand, level=level,  # type: ignore[arg-type]
+                          include_query_region=include_query_region)
         if grid is not None:
             _write_grid(lib, grid, hits, image=image, text=text, slide=slide, region=region,
                         mpp=mpp)
+        kind = next(k for k, v in (("image", image), ("text", text), ("slide", slide),
+                                   ("region", region)) if v is not None)
+        pictures = [] if heatmaps is None else lib.write_heatmaps(
+            hits, heatmaps, title=f"{kind} query, encoder {lib.manifest.encoder_name}")
     if as_json:
         for hit in hits:
             data = hit.to_dict()
@@ -181,6 +192,8 @@ def search(
         print_hits(hits, console=console)
     if grid is not None:
         err_console.print(f"retrieval grid: {grid}", highlight=False, soft_wrap=True)
+    for picture in pictures:
+        err_console.print(f"heatmap: {picture}", highlight=False, soft_wrap=True)
 
 
 def _no_cyclic_gc() -> None:

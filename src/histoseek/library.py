@@ -7,7 +7,7 @@ together: ``ingest`` adds, ``search`` queries, ``index`` stores.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +22,10 @@ from histoseek.index.space_indexes import SpaceIndexes
 from histoseek.index.spaces import VectorSpace
 from histoseek.index.store import RecordStore
 from histoseek.index.vectors import FaissIndex, IndexKind
+from histoseek.ingest.results import Removed
 from histoseek.search.hits import Hit
 from histoseek.search.queries import ImageQuery
-from histoseek.search.searcher import Region, Searcher, Target
+from histoseek.search.searcher import Level, Region, Searcher, Target
 from histoseek.slides.reader import open_slide
 from histoseek.slides.tiling import TilingConfig, read_region_tile
 
@@ -33,15 +34,6 @@ if TYPE_CHECKING:  # ingest (tqdm, threads, file discovery) loads on the first a
 
 DB_NAME = "library.sqlite"
 DEFAULT_ENCODER = "histoseek-base"  # the built-in model: offline, both towers
-
-
-@dataclass(frozen=True)
-class Removed:
-    """What ``remove`` deleted: a source with its tiles, or reports."""
-
-    sources: int = 0
-    tiles: int = 0
-    reports: int = 0
 
 
 class Library:
@@ -243,7 +235,8 @@ class Library:
                vector: np.ndarray | None = None, k: int = 10, where: dict[str, Any] | None = None,
                exclude: dict[str, Any] | None = None, target: Target | None = None,
                mpp: float | None = None, group: bool = False, max_query_tiles: int = 64,
-               expand: bool = True) -> list[Hit]:
+               expand: bool = True, level: Level | None = None,
+               include_query_region: bool = False) -> list[Hit]:
         """Run one query of any type; exactly one of image/text/slide/region/vector.
 
         ``target`` picks what comes back: ``tiles`` (default for images and regions),
@@ -251,12 +244,14 @@ class Library:
         ``exclude`` filter on label, source_id, path, slide, kind or metadata keys; an unknown
         key is an error. ``vector`` is an embedding in the library's image space. ``expand``
         adds knowledge-base synonyms of an entity named in a text query (see
-        ``search.text_query``).
+        ``search.text_query``). ``level='region'``: tile hits merged into boxes
+        (``search.regions``), without a region query's own box unless ``include_query_region``.
         """
         return self._searcher.search(image=image, text=text, slide=slide, region=region,
                                      vector=vector, k=k, where=where, exclude=exclude,
                                      target=target, mpp=mpp, group=group,
-                                     max_query_tiles=max_query_tiles, expand=expand)
+                                     max_query_tiles=max_query_tiles, expand=expand,
+                                     level=level, include_query_region=include_query_region)
 
     def hit_pixels(self, hit: Hit, px: int | None = None) -> np.ndarray:
         """The pixels a tile or slide hit points at, as uint8 ``[px, px, 3]`` (for pictures)."""
@@ -266,6 +261,10 @@ class Library:
         with open_slide(target.path) as slide:
             return read_region_tile(slide, target.x, target.y, target.w or 1, target.h or 1,
                                     px or self.tiling.tile_px)
+
+    def write_heatmaps(self, hits: list[Hit], folder: str | Path, title: str = "") -> list[Path]:
+        """A heatmap PNG per slide in ``hits``, of the latest tile/region/slide search."""
+        return self._searcher.write_heatmaps(hits, Path(folder), title)
 
     def sources(self) -> list[dict[str, Any]]:
         """Every indexed source with its label, ids, scale and tile count (``histoseek list``)."""

@@ -370,6 +370,21 @@ class RecordStore:
             places[tile_id] = (x, y, w, h, None if mpp != mpp else mpp, src)
         return places, sources
 
+    def source_tiles(self, source: int) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and level-0 boxes ``[n, 4]`` of one source's tiles (cached tile table)."""
+        table = self._tile_table()
+        mask = table.sources == source
+        return table.ids[mask], table.boxes[mask]
+
+    def tile_sources(self, ids: Sequence[int]) -> np.ndarray:
+        """The source id of each tile id (-1 for ids no longer in the library)."""
+        table = self._tile_table()
+        wanted = np.asarray(ids, np.int64)
+        if len(table.ids) == 0:
+            return np.full(len(wanted), -1, np.int64)
+        pos = np.minimum(np.searchsorted(table.ids, wanted), len(table.ids) - 1)
+        return np.where(table.ids[pos] == wanted, table.sources[pos], -1)
+
     def tile_rows(self, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Tile fields merged with their source's row, by tile id (for scripts and tests)."""
         places, sources = self.tile_places(ids)

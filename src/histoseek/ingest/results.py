@@ -1,8 +1,17 @@
-"""What an ingest did, for the summary line, the CLI's warnings and scripts."""
+"""What an ingest (or a removal) did, for the summary line, the CLI's warnings and scripts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What ``Library.remove`` deleted: a source with its tiles, or reports."""
+
+    sources: int = 0
+    tiles: int = 0
+    reports: int = 0
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-HitKind = Literal["tile", "slide", "image", "report"]
+HitKind = Literal["tile", "region", "slide", "image", "report"]
 SourceKind = Literal["slide", "image"]
 
 
@@ -13,7 +13,8 @@ SourceKind = Literal["slide", "image"]
 class Hit:
     """One search result.
 
-    ``tile`` hits locate a tile inside its source (``x, y, w, h`` level-0 px); ``slide`` and
+    ``tile`` hits locate a tile inside its source (``x, y, w, h`` level-0 px); ``region`` hits
+    are neighbouring tile hits merged into one box, their tiles in ``regions``; ``slide`` and
     ``image`` hits rank a whole source (a pyramid slide or a plain image) and list its best
     tiles in ``regions``; ``report`` hits carry ``report_id`` and text. ``slide`` names the
     source: its labels-CSV ``slide_id`` or else its file name.

@@ -66,10 +66,27 @@ def region_tiles(path: str | Path, box_l0: tuple[int, int, int, int], tiling: Ti
         if side_l0 is None or w < side_l0 or h < side_l0:
             return read_region_tile(slide, x, y, w, h, tiling.tile_px)[None]
         side = round(side_l0)
-        xs = x + np.arange(int(w // side_l0)) * side_l0
-        ys = y + np.arange(int(h // side_l0)) * side_l0
+        xs = x + np.arange(tiles_across(w, side_l0)) * side_l0
+        ys = y + np.arange(tiles_across(h, side_l0)) * side_l0
         return np.stack([read_region_tile(slide, round(tx), round(ty), side, side,
                                           tiling.tile_px) for ty in ys for tx in xs])
+
+
+def region_shape(path: str | Path, box_l0: tuple[int, int, int, int], tiling: TilingConfig,
+                 mpp: float | None = None) -> tuple[int, int]:
+    """How many library tiles (rows, cols) a level-0 box spans, as ``region_tiles`` cuts it."""
+    with open_slide(path, mpp=mpp) as slide:
+        slide_mpp = slide.mpp
+    if slide_mpp is None:
+        return 1, 1
+    side = tiling.tile_px * tiling.target_mpp / slide_mpp
+    return tiles_across(box_l0[3], side), tiles_across(box_l0[2], side)
+
+
+def tiles_across(length: float, side: float) -> int:
+    """Whole tiles of ``side`` in ``length``, forgiving 5% of a tile: a 448 px box at 0.499
+    mpp is two 0.5-mpp tiles of 224.45 px, not one."""
+    return max(1, int(length / side + 0.05))
 
 
 def slide_tiles(path: str | Path, tiling: TilingConfig, mpp: float | None,

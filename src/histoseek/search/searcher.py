@@ -21,14 +21,18 @@ from histoseek.search.queries import (
     aggregate_slides,
     group_by_slide,
     query_tile,
+    region_shape,
     region_tiles,
     slide_tiles,
 )
+from histoseek.search.regions import SimilarityMap, best_windows
 from histoseek.search.text_query import embed_text_query
 from histoseek.slides.tiling import TilingConfig
 
 Target = Literal["tiles", "slides", "reports"]
 TARGETS: tuple[Target, ...] = get_args(Target)
+Level = Literal["tile", "region", "slide"]
+LEVELS: tuple[Level, ...] = get_args(Level)
 Region = str | tuple[str | Path, int, int, int, int]
 
 
@@ -42,13 +46,17 @@ class Searcher:
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
         self._sources: dict[int, dict[str, Any]] | None = None
         self._source_fields: dict[int, dict[str, Any]] = {}
+        #: the image-space query vector of the latest tile, region or slide search (for
+        #: heatmaps: ``Library.write_heatmaps``); None after a report search
+        self.last_image_query: np.ndarray | None = None
 
     def search(self, image: ImageQuery | None = None, text: str | None = None,
                slide: str | Path | None = None, region: Region | None = None,
                vector: np.ndarray | None = None, k: int = 10,
                where: dict[str, Any] | None = None, exclude: dict[str, Any] | None = None,
                target: Target | None = None, mpp: float | None = None, group: bool = False,
-               max_query_tiles: int = 64, expand: bool = True) -> list[Hit]:
+               max_query_tiles: int = 64, expand: bool = True, level: Level | None = None,
+               include_query_region: bool = False) -> list[Hit]:
         given = [name for name, v in (("image", image), ("text", text), ("slide", slide),
                                       ("region", region), ("vector", vector)) if v is not None]
         if len(given) != 1:
@@ -59,7 +67,22 @@ class Searcher:
         if target is not None and target not in TARGETS:
             raise InputError(f"target '{target}' is not one of {', '.join(TARGETS)}")
         kind = given[0]
+        self.last_image_query = None
+        if level is not None and level not in LEVELS:
+            raise InputError(f"level '{level}' is not one of {', '.join(LEVELS)}")
+        if level is not None and target == "reports":
+            raise InputError("level applies to tile and slide hits, not to reports")
+        if level == "slide":
+            target = "slides"
+        elif level is not None:
+            if target == "slides":
+                raise InputError(f"level '{level}' asks for {level}s, target 'slides' for slides: "
+                                 "give one of them")
+            target = "tiles"
         target = target or {"text": "reports", "slide": "slides"}.get(kind, "tiles")
+        if group and level is not None:
+            raise InputError("give group or level, not both (level 'region' already groups "
+                             "neighbouring tiles)")
         if group and target == "reports":
             raise InputError("group applies to tile hits (slides are grouped already), not "
                              "to reports")
@@ -90,12 +113,68 @@ class Searcher:
         if target == "reports":
             self._image_text_tower()
             return self._ranked("joint", _mean(vectors), k, where, exclude)[0]
+        self.last_image_query = _mean(vectors)
         if target == "slides":
             per_tile = self._ranked("image", vectors, max(4 * k, 32), where, exclude)
             return aggregate_slides(per_tile, k)
         if group:
             return self._grouped(_mean(vectors), k, where, exclude)
+        if level == "region":
+            shape, own = (2, 2), None  # a tile or text query: regions of 2 x 2 tiles
+            if kind == "region":
+                shape = region_shape(path, (x, y, w, h), self.tiling, mpp)
+                own = None if include_query_region else (path, (x, y, w, h))
+            return self._regions(_mean(vectors), k, where, exclude, shape, own)
         return self._ranked("image", _mean(vectors), k, where, exclude)[0]
+
+    def _regions(self, query: np.ndarray, k: int, where: dict[str, Any] | None,
+                 exclude: dict[str, Any] | None, shape: tuple[int, int],
+                 own: tuple[str | Path, tuple[int, int, int, int]] | None) -> list[Hit]:
+        """Two stages: the sources of the best tile hits, then in each the best windows of
+        ``shape`` tiles on its similarity map (``search.regions``)."""
+        tiles = self._ranked("image", query, max(8 * k, 64), where, exclude)[0]
+        sources = self.store.tile_sources([t.id for t in tiles])
+        candidates = list(dict.fromkeys(int(s) for s in sources if s >= 0))[: max(2 * k, 10)]
+        mpp_of = {t.path: t.mpp for t in tiles}
+        own_path = str(Path(own[0]).resolve()) if own else None
+        found = []
+        for source in candidates:
+            ids, _ = self.store.source_tiles(source)
+            boxes, scores = self.similarity_map(query, source)
+            fields = self._source_fields[source]
+            avoid = own[1] if own and str(Path(fields["path"]).resolve()) == own_path else None
+            mpp = mpp_of.get(fields["path"])
+            for window in best_windows(SimilarityMap.build(boxes, scores), shape, k,
+                                       avoid=avoid):
+                members = sorted(
+                    (Hit(clip_score(float(scores[i])), "tile", int(ids[i]), x=int(boxes[i, 0]),
+                         y=int(boxes[i, 1]), w=int(boxes[i, 2]), h=int(boxes[i, 3]), mpp=mpp,
+                         **fields) for i in window.tiles), key=lambda h: -h.score)
+                x, y, w, h = window.box
+                found.append(Hit(clip_score(window.score), "region", members[0].id, x=x, y=y,
+                                 w=w, h=h, mpp=mpp, regions=tuple(members), **fields))
+        found.sort(key=lambda h: -h.score)
+        return found[:k]
+
+    def similarity_map(self, query: np.ndarray, source: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Level-0 boxes ``[n, 4]`` of every tile of ``source`` and their scores vs ``query``."""
+        ids, boxes = self.store.source_tiles(source)
+        if len(ids) == 0:
+            return boxes, np.zeros(0, np.float32)
+        return boxes, self.store.vectors_for("image", ids, self.image_dim) @ query.reshape(-1)
+
+    def write_heatmaps(self, hits: list[Hit], folder: Path, title: str = "") -> list[Path]:
+        """One PNG per slide in ``hits``: its tiles' similarity to the latest image-space query
+        and the hits' boxes (``viz.slide_heatmaps``)."""
+        from histoseek.viz.slide_heatmaps import write_hit_heatmaps
+
+        query = self.last_image_query
+        if query is None:
+            raise InputError("heatmaps show tile similarity: run a tile, region or slide search "
+                             "first (not a report search)")
+        return write_hit_heatmaps(hits, folder, lambda hit: self.similarity_map(
+            query, int(self.store.tile_sources([hit.id])[0])), title)
 
     def _image_text_tower(self) -> Encoder:
         encoder = self.image_encoder()

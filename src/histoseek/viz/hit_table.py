@@ -27,7 +27,7 @@ def hits_table(hits: Sequence[Hit], title: str | None = None) -> Table:
             row = [hit.report_id or "", hit.label or "",
                    text[:90] + ("…" if len(text) > 90 else "")]
         else:
-            where = hit.regions[0] if hit.regions else hit
+            where = hit if hit.x is not None or not hit.regions else hit.regions[0]
             box = "" if where.x is None else f"{where.x},{where.y},{where.w},{where.h}"
             row = [hit.slide or "", box, "" if where.mpp is None else f"{where.mpp:.3g}",
                    hit.label or ""]
