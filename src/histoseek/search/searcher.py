@@ -139,8 +139,7 @@ class Searcher:
         own_path = str(Path(own[0]).resolve()) if own else None
         found = []
         for source in candidates:
-            ids, _ = self.store.source_tiles(source)
-            boxes, scores = self.similarity_map(query, source)
+            ids, boxes, scores = self._tile_scores(query, source)
             fields = self._source_fields[source]
             avoid = own[1] if own and str(Path(fields["path"]).resolve()) == own_path else None
             mpp = mpp_of.get(fields["path"])
@@ -159,10 +158,16 @@ class Searcher:
     def similarity_map(self, query: np.ndarray, source: int
                        ) -> tuple[np.ndarray, np.ndarray]:
         """Level-0 boxes ``[n, 4]`` of every tile of ``source`` and their scores vs ``query``."""
+        _, boxes, scores = self._tile_scores(query, source)
+        return boxes, scores
+
+    def _tile_scores(self, query: np.ndarray, source: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ids, level-0 boxes and query scores of every tile of ``source``."""
         ids, boxes = self.store.source_tiles(source)
         if len(ids) == 0:
-            return boxes, np.zeros(0, np.float32)
-        return boxes, self.store.vectors_for("image", ids, self.image_dim) @ query.reshape(-1)
+            return ids, boxes, np.zeros(0, np.float32)
+        return ids, boxes, self.store.vectors_for("image", ids, self.image_dim) @ query.reshape(-1)
 
     def write_heatmaps(self, hits: list[Hit], folder: Path, title: str = "") -> list[Path]:
         """One PNG per slide in ``hits``: its tiles' similarity to the latest image-space query
