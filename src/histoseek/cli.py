@@ -124,6 +124,8 @@ def index(
             failed += len(result.failures)
         if reports:
             result = lib.add_reports(reports)
+            for note in result.notes:
+                _warn("note:", note)
             for failure in result.failures:
                 _warn("[yellow]skipped report[/]", f"{failure.path}: {failure.problem}")
             console.print(result.summary(), highlight=False)
@@ -135,7 +137,7 @@ def index(
 
 
 HIT_FIELDS = ("score", "kind", "path", "source_id", "slide", "report_id", "x", "y", "w", "h",
-              "mpp", "label", "text", "metadata", "regions")
+              "mpp", "label", "text", "metadata", "regions", "query_box")
 
 
 @app.command()
@@ -155,7 +157,13 @@ def search(
     level: Annotated[str | None, typer.Option(
         help="tile | region (neighbouring tile hits merged into boxes) | slide")] = None,
     include_query_region: Annotated[bool, typer.Option(
-        help="with --region --level region: keep hits inside the query's own box")] = False,
+        help="keep hits inside the query's own box (--region) or the query slide itself "
+             "(--slide)")] = False,
+    exhaustive: Annotated[bool, typer.Option(
+        help="--slide for slides: score every indexed tile instead of two stages over the "
+             "stored slide summaries (slow; for comparison)")] = False,
+    slide_codes: Annotated[str, typer.Option(
+        help="--slide for slides: coarse stage on float mosaics or binary codes")] = "float",
     expand: Annotated[bool, typer.Option(help="add knowledge-base synonyms to a text query")
                       ] = True,
     grid: Annotated[Path | None, typer.Option(help="also write a retrieval grid PNG here")
@@ -176,7 +184,8 @@ def search(
                           where=parse_filters(where), exclude=parse_filters(exclude),
                           target=target, mpp=mpp, group=group,  # type: ignore[arg-type]
                           expand=expand, level=level,  # type: ignore[arg-type]
-                          include_query_region=include_query_region)
+                          include_query_region=include_query_region, exhaustive=exhaustive,
+                          slide_codes=slide_codes)  # type: ignore[arg-type]
         if grid is not None:
             _write_grid(lib, grid, hits, image=image, text=text, slide=slide, region=region,
                         mpp=mpp)
@@ -194,6 +203,67 @@ def search(
         err_console.print(f"retrieval grid: {grid}", highlight=False, soft_wrap=True)
     for picture in pictures:
         err_console.print(f"heatmap: {picture}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def classify(
+    slides: Annotated[list[Path], typer.Argument(help="slides or images to classify")],
+    classes: Annotated[str | None, typer.Option(
+        help="prompts YAML, or comma-separated knowledge-tree classes (default: the "
+             "colorectal EBHI set)")] = None,
+    library: Annotated[Path | None, typer.Option(
+        help="use this library's encoder and, for slides indexed in it, its stored tiles")
+    ] = None,
+    encoder: Annotated[str, typer.Option(help="encoder when no --library is given")
+                       ] = "histoseek-base",
+    mpp: Annotated[float | None, typer.Option(help="mpp of the slide, if it lacks one")] = None,
+    top_k: Annotated[int, typer.Option(help="tiles pooled per class")] = 10,
+    min_margin: Annotated[float, typer.Option(
+        help="abstain when the best class's probability leads the next by less")] = 0.1,
+    heatmaps: Annotated[Path | None, typer.Option(
+        help="write one PNG per slide: similarity to the top class, driving tiles boxed")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per slide")] = False,
+) -> None:
+    """Zero-shot slide subtyping from knowledge-tree class descriptions; abstains when no
+    class is clearly ahead."""
+    from histoseek.search.classify import resolve_classes
+    from histoseek.viz.classify_picture import print_classification, write_classification_heatmap
+
+    if library is not None:
+        from histoseek.library import Library
+
+        lib = Library.open(library)
+        run = lambda path: lib.classify(path, classes, mpp, top_k, min_margin)  # noqa: E731
+    else:
+        from histoseek.encoders.registry import create_encoder
+        from histoseek.knowledge.tree import EBHI_SEG_CLASSES
+        from histoseek.search.classify import classify_slide_file
+        from histoseek.slides.tiling import TilingConfig
+
+        prompts = resolve_classes(classes, EBHI_SEG_CLASSES)
+        model = create_encoder(encoder)
+        run = lambda path: classify_slide_file(  # noqa: E731
+            path, model, TilingConfig(), prompts, mpp, top_k=top_k, min_margin=min_margin)
+    failed = 0
+    for path in slides:
+        try:
+            result = run(path)
+        except HistoseekError as exc:
+            err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+            failed += 1
+            continue
+        if as_json:
+            print(json.dumps(result.to_dict()))
+        else:
+            print_classification(result, console)
+        if heatmaps is not None:
+            picture = write_classification_heatmap(result, heatmaps)
+            err_console.print(f"heatmap: {picture}", highlight=False, soft_wrap=True)
+    if library is not None:
+        lib.close()
+    if failed:
+        raise typer.Exit(1)
 
 
 def _no_cyclic_gc() -> None:

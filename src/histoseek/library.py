@@ -23,9 +23,19 @@ from histoseek.index.spaces import VectorSpace
 from histoseek.index.store import RecordStore
 from histoseek.index.vectors import FaissIndex, IndexKind
 from histoseek.ingest.results import Removed
+from histoseek.search.classify import (
+    MIN_MARGIN,
+    TOP_K,
+    SlideClassification,
+    class_vectors,
+    classify_slide_file,
+    classify_tiles,
+    resolve_classes,
+)
 from histoseek.search.hits import Hit
 from histoseek.search.queries import ImageQuery
 from histoseek.search.searcher import Level, Region, Searcher, Target
+from histoseek.search.slide_search import SlideCodes
 from histoseek.slides.reader import open_slide
 from histoseek.slides.tiling import TilingConfig, read_region_tile
 
@@ -52,8 +62,11 @@ class Library:
             self._adopt_text_encoder(text_encoder)
         self.indexes = SpaceIndexes(root / "vectors", store, self.manifest.index,
                                     self.manifest.index_options, self._space_dim)
+        self._summaries_checked: tuple[int, int] | None = None
+        self._class_vectors: dict[tuple[Any, ...], np.ndarray] = {}
         self._searcher = Searcher(store, self.indexes, self.tiling, self.manifest.dim,
-                                  lambda: self.encoder, lambda: self.text_encoder)
+                                  lambda: self.encoder, lambda: self.text_encoder,
+                                  self._summarise_missing)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -181,6 +194,17 @@ class Library:
         info = self.manifest.text_encoder_info
         return int(info["dim"]) if info else self.text_encoder.dim
 
+    def _summarise_missing(self) -> None:
+        """Store slide summaries for sources indexed before they existed (once, on demand)."""
+        version = self.store.data_version()
+        if self._summaries_checked == version:
+            return
+        missing = self.store.sources_without_summaries()
+        if missing:
+            with write_lock(self.root):
+                self.store.write_summaries(missing, self.manifest.dim)
+        self._summaries_checked = self.store.data_version()
+
     # -- adding and removing -----------------------------------------------------------------
     def add(self, paths: list[str | Path] | str | Path, labels: str | Path | None = None,
             mpp: float | None = None, metadata: dict[str, Any] | None = None,
@@ -236,7 +260,8 @@ class Library:
                exclude: dict[str, Any] | None = None, target: Target | None = None,
                mpp: float | None = None, group: bool = False, max_query_tiles: int = 64,
                expand: bool = True, level: Level | None = None,
-               include_query_region: bool = False) -> list[Hit]:
+               include_query_region: bool = False, exhaustive: bool = False,
+               slide_codes: SlideCodes = "float") -> list[Hit]:
         """Run one query of any type; exactly one of image/text/slide/region/vector.
 
         ``target`` picks what comes back: ``tiles`` (default for images and regions),
@@ -246,12 +271,44 @@ class Library:
         adds knowledge-base synonyms of an entity named in a text query (see
         ``search.text_query``). ``level='region'``: tile hits merged into boxes
         (``search.regions``), without a region query's own box unless ``include_query_region``.
+        A slide query for slides runs in two stages over stored slide summaries
+        (``search.slide_search``; ``slide_codes='binary'`` for the compact coarse index),
+        leaving out the query slide itself unless ``include_query_region``; ``exhaustive``
+        scores every tile instead (slower; for comparison). Text for slides pools each
+        slide's top tiles.
         """
         return self._searcher.search(image=image, text=text, slide=slide, region=region,
                                      vector=vector, k=k, where=where, exclude=exclude,
                                      target=target, mpp=mpp, group=group,
                                      max_query_tiles=max_query_tiles, expand=expand,
-                                     level=level, include_query_region=include_query_region)
+                                     level=level, include_query_region=include_query_region,
+                                     exhaustive=exhaustive, slide_codes=slide_codes)
+
+    def classify(self, slide: str | Path, classes: str | Path | list[str] | None = None,
+                 mpp: float | None = None, top_k: int = TOP_K, min_margin: float = MIN_MARGIN,
+                 max_tiles: int = 2000, progress: bool = True) -> SlideClassification:
+        """Zero-shot subtype of a slide from class descriptions (``search.classify``).
+
+        ``classes``: a prompts YAML, comma-separated knowledge-tree entities, or a list of
+        them (default: the colorectal EBHI set). A slide indexed in this library is
+        classified from its stored tile vectors; any other is tiled and encoded now.
+        """
+        from histoseek.knowledge.tree import EBHI_SEG_CLASSES
+
+        prompts = resolve_classes(classes, EBHI_SEG_CLASSES)
+        encoder = self._searcher.image_text_tower()
+        own = self.store.source_by_path(slide)
+        if own is None:
+            return classify_slide_file(slide, encoder, self.tiling, prompts, mpp, max_tiles,
+                                       progress, top_k=top_k, min_margin=min_margin)
+        key = tuple((name, tuple(texts)) for name, texts in prompts.items())
+        if key not in self._class_vectors:  # prompts embed once per library, not per slide
+            self._class_vectors[key] = class_vectors(encoder, prompts)
+        ids, boxes = self.store.source_tiles(own)
+        return classify_tiles(str(slide), self.store.vectors_for("image", ids, self.manifest.dim),
+                              boxes, (list(prompts), self._class_vectors[key]),
+                              mpp=self.tiling.target_mpp, top_k=top_k, min_margin=min_margin,
+                              tile_ids=ids)
 
     def hit_pixels(self, hit: Hit, px: int | None = None) -> np.ndarray:
         """The pixels a tile or slide hit points at, as uint8 ``[px, px, 3]`` (for pictures)."""
@@ -282,6 +339,7 @@ class Library:
             "text_encoder": self.manifest.text_encoder,
             "index": self.manifest.index,
             "tiling": self.manifest.tiling,
+            "slide_summary_bytes": self.store.summary_bytes(),
         }
 
 

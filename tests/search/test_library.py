@@ -249,10 +249,11 @@ def test_region_equal_to_tile_returns_that_tile(lib: Library, pyramid_tiff: Path
         assert hit.id == row["id"] and hit.score == pytest.approx(1.0, abs=1e-5)
 
 
-def test_slide_query_returns_itself_with_regions(lib: Library, tile_folder: Path,
-                                                 pyramid_tiff: Path) -> None:
+def test_slide_query_returns_itself_with_regions_when_asked(
+        lib: Library, tile_folder: Path, pyramid_tiff: Path) -> None:
     lib.add([tile_folder, pyramid_tiff], progress=False)
-    hits = lib.search(slide=pyramid_tiff, k=3)
+    assert str(pyramid_tiff) not in {h.path for h in lib.search(slide=pyramid_tiff, k=3)}
+    hits = lib.search(slide=pyramid_tiff, k=3, include_query_region=True)
     top = hits[0]
     assert top.kind == "slide" and top.path == str(pyramid_tiff)
     assert top.score == pytest.approx(1.0, abs=1e-4)
@@ -266,7 +267,7 @@ def test_hit_pixels_and_info(lib: Library, tile_folder: Path, pyramid_tiff: Path
     lib.add(tile_folder, progress=False)
     slide_tiles = lib.add([pyramid_tiff], progress=False).tiles
     tile_hit = lib.search(image=_tiles(tile_folder)[0], k=1)[0]
-    slide_hit = lib.search(slide=pyramid_tiff, k=1)[0]
+    slide_hit = lib.search(slide=pyramid_tiff, k=1, include_query_region=True)[0]
     for hit in (tile_hit, slide_hit):
         pixels = lib.hit_pixels(hit)
         assert pixels.shape == (224, 224, 3) and pixels.dtype == np.uint8

@@ -56,6 +56,20 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         );
         """,
     ),
+    (
+        "002_slide_summaries",
+        """
+        CREATE TABLE slide_summaries (
+            source INTEGER NOT NULL REFERENCES sources(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('mean', 'mosaic', 'bag')),
+            tile_ids BLOB NOT NULL,
+            boxes BLOB NOT NULL,
+            weights BLOB NOT NULL,
+            vectors BLOB NOT NULL,
+            PRIMARY KEY (source, kind)
+        );
+        """,
+    ),
 )
 
 

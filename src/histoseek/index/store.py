@@ -20,6 +20,7 @@ import numpy as np
 
 from histoseek.errors import InputError, LibraryError
 from histoseek.index.migrations import migrate
+from histoseek.index.slide_summary import SlideSummary, SummaryKind, summarise_slide
 from histoseek.index.spaces import SPACE_TABLES, VectorSpace
 
 # Filter keys that are real columns; anything else is looked up in the metadata JSON.
@@ -87,6 +88,9 @@ class RecordStore:
         self._sources: dict[int, dict[str, Any]] | None = None
         try:
             self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            # a 512-d tile row (~2.1 KB) takes a 4 KB page alone; 16 KB pages hold 7 (89%
+            # full). Only takes effect when the file is created.
+            self.conn.execute("PRAGMA page_size=16384")
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("PRAGMA foreign_keys=ON")
@@ -149,8 +153,92 @@ class RecordStore:
                          _blob(vector)),
                     )
                     ids.append(cur.lastrowid)
-                all_ids.append(np.asarray(ids, np.int64))
+                tile_ids = np.asarray(ids, np.int64)
+                all_ids.append(tile_ids)
+                self._insert_summaries(conn, source_pk, summarise_slide(
+                    tile_ids, rec.boxes_l0, rec.vectors))
         return all_ids
+
+    # -- slide summaries (index.slide_summary) -----------------------------------------------
+    @staticmethod
+    def _insert_summaries(conn: sqlite3.Connection, source_pk: int,
+                          summaries: dict[SummaryKind, SlideSummary]) -> None:
+        conn.executemany(
+            "INSERT OR REPLACE INTO slide_summaries (source, kind, tile_ids, boxes, weights,"
+            " vectors) VALUES (?, ?, ?, ?, ?, ?)",
+            [(source_pk, kind, s.tile_ids.astype(np.int64).tobytes(),
+              s.boxes.astype(np.int64).tobytes(), s.weights.astype(np.float32).tobytes(),
+              _blob(s.vectors)) for kind, s in summaries.items()])
+
+    def sources_without_summaries(self) -> list[int]:
+        """Sources indexed before slide summaries existed (or whose summaries are missing)."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT s.id FROM sources s WHERE s.n_tiles > 0 AND NOT EXISTS"
+            " (SELECT 1 FROM slide_summaries m WHERE m.source = s.id) ORDER BY s.id")]
+
+    def write_summaries(self, source_pks: Sequence[int], dim: int) -> None:
+        """Summarise ``source_pks`` from their stored tiles, in one transaction each."""
+        for pk in source_pks:
+            rows = self.conn.execute(
+                "SELECT id, x, y, w, h, vector FROM tiles WHERE source = ? ORDER BY id",
+                (int(pk),)).fetchall()
+            if not rows:
+                continue
+            ids = np.array([r[0] for r in rows], np.int64)
+            boxes = np.array([r[1:5] for r in rows], np.int64)
+            vectors = np.frombuffer(b"".join(r[5] for r in rows), np.float32).reshape(-1, dim)
+            with self.transaction() as conn:
+                self._insert_summaries(conn, int(pk), summarise_slide(ids, boxes, vectors))
+
+    def summaries(self, kind: SummaryKind, dim: int, sources: Sequence[int] | None = None
+                  ) -> dict[int, SlideSummary]:
+        """Stored summaries of one kind by source id (all sources, or ``sources``)."""
+        sql = ("SELECT source, tile_ids, boxes, weights, vectors FROM slide_summaries"
+               " WHERE kind = ?")
+        params: list[Any] = [kind]
+        chunks = [None] if sources is None else [
+            [int(s) for s in sources[i : i + 900]] for i in range(0, len(sources), 900)]
+        out: dict[int, SlideSummary] = {}
+        for part in chunks:
+            q = sql if part is None else f"{sql} AND source IN ({','.join('?' * len(part))})"
+            for source, ids, boxes, weights, vectors in self.conn.execute(
+                    q, params + ([] if part is None else part)):
+                out[int(source)] = SlideSummary(
+                    kind, np.frombuffer(ids, np.int64),
+                    np.frombuffer(boxes, np.int64).reshape(-1, 4),
+                    np.frombuffer(weights, np.float32),
+                    np.frombuffer(vectors, np.float32).reshape(-1, dim))
+        return out
+
+    def summary_bytes(self) -> dict[str, int]:
+        """Stored bytes per summary kind, over the whole library."""
+        rows = self.conn.execute(
+            "SELECT kind, total(length(tile_ids) + length(boxes) + length(weights)"
+            " + length(vectors)) FROM slide_summaries GROUP BY kind")
+        return {kind: int(total) for kind, total in rows}
+
+    def filtered_sources(self, where: dict[str, Any] | None, exclude: dict[str, Any] | None
+                         ) -> np.ndarray:
+        """Source ids matching ``where`` and not ``exclude`` (keys checked as for tiles)."""
+        return self.filtered_ids("image", where, exclude, sources_only=True)
+
+    def source_by_path(self, path: str | Path) -> int | None:
+        """The id of the source indexed from ``path`` (resolved), if any."""
+        row = self.conn.execute("SELECT id FROM sources WHERE path = ? ORDER BY id LIMIT 1",
+                                (str(Path(path).resolve()),)).fetchone()
+        return None if row is None else int(row[0])
+
+    def slide_paths(self, slide_ids: Iterable[str]) -> dict[str, str]:
+        """Indexed file of each slide id (its labels-CSV ``slide_id``, else its file name)."""
+        wanted = sorted(set(slide_ids))
+        out: dict[str, str] = {}
+        for start in range(0, len(wanted), 900):
+            part = wanted[start : start + 900]
+            for slide, path in self.conn.execute(
+                    f"SELECT {SOURCE_COLUMNS['slide']}, s.path FROM sources s WHERE "
+                    f"{SOURCE_COLUMNS['slide']} IN ({','.join('?' * len(part))})", part):
+                out.setdefault(str(slide), str(path))
+        return out
 
     def find_sources(self, key: str) -> list[tuple[int, str]]:
         """Sources matching a path, file name, sha256 or numeric id."""
@@ -272,8 +360,9 @@ class RecordStore:
         return sorted(set(columns) | keys)
 
     def filtered_ids(self, space: VectorSpace, where: dict[str, Any] | None,
-                     exclude: dict[str, Any] | None) -> np.ndarray:
-        """Ids in ``space`` whose records match ``where`` and not ``exclude``.
+                     exclude: dict[str, Any] | None, sources_only: bool = False) -> np.ndarray:
+        """Ids in ``space`` whose records match ``where`` and not ``exclude`` (with
+        ``sources_only``, the matching source ids instead of their tiles).
 
         A key that is neither a column nor a metadata key of any record is refused: a typo
         would otherwise match nothing (``where``) or everything (``exclude``) without a word.
@@ -311,10 +400,14 @@ class RecordStore:
         if clauses:
             base += (" AND " if space != "image" else " WHERE ") + " AND ".join(clauses)
         found = np.fromiter((r[0] for r in self.conn.execute(base, params)), np.int64)
-        if space != "image":
+        if space != "image" or sources_only:
             return found
         table = self._tile_table()
         return table.ids[np.isin(table.sources, found)]
+
+    def data_version(self) -> tuple[int, int]:
+        """Changes whenever this or another connection commits: a key for derived caches."""
+        return self._cache_version()
 
     def _cache_version(self) -> tuple[int, int]:
         return self._writes, self.conn.execute("PRAGMA data_version").fetchone()[0]

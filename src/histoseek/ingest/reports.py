@@ -57,5 +57,13 @@ def add_reports(
                 indexes.mark_changed(space)
             indexes.save()
         report.added.extend(r.report_id for r in todo)
+    linked = {str(r.metadata["slide_id"]) for r in inputs.records if r.metadata.get("slide_id")}
+    unmatched = sorted(linked - set(store.slide_paths(linked)))
+    if unmatched:
+        shown = ", ".join(unmatched[:5]) + (" ..." if len(unmatched) > 5 else "")
+        report.notes.append(
+            f"{len(unmatched)} of {len(linked)} slide_id values name no slide in this library "
+            f"yet ({shown}): those reports link to their slide once it is indexed with that "
+            "slide_id (labels CSV) or file name")
     report.seconds = time.perf_counter() - started
     return report

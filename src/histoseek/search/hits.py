@@ -16,8 +16,9 @@ class Hit:
     ``tile`` hits locate a tile inside its source (``x, y, w, h`` level-0 px); ``region`` hits
     are neighbouring tile hits merged into one box, their tiles in ``regions``; ``slide`` and
     ``image`` hits rank a whole source (a pyramid slide or a plain image) and list its best
-    tiles in ``regions``; ``report`` hits carry ``report_id`` and text. ``slide`` names the
-    source: its labels-CSV ``slide_id`` or else its file name.
+    tiles in ``regions`` (for a slide query, each with the ``query_box`` it matched);
+    ``report`` hits carry ``report_id`` and text. ``slide`` names the source: its labels-CSV
+    ``slide_id`` or else its file name.
     """
 
     score: float
@@ -37,6 +38,8 @@ class Hit:
     source_kind: SourceKind | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     regions: tuple[Hit, ...] = ()
+    #: on a region of a slide → slide hit: the query slide's level-0 box it matched
+    query_box: tuple[int, int, int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -50,11 +53,15 @@ def clip_score(score: float) -> float:
     return -1.0 if score < -1.0 else 1.0 if score > 1.0 else score
 
 
-def report_hit(score: float, row: dict[str, Any]) -> Hit:
-    """A report hit from a ``RecordStore.report_rows`` row."""
+def report_hit(score: float, row: dict[str, Any], slide_paths: dict[str, str]) -> Hit:
+    """A report hit from a ``RecordStore.report_rows`` row; a ``slide_id`` column links it to
+    its slide (``slide``), and ``path`` is that slide's file when it is indexed."""
+    slide = row["metadata"].get("slide_id")
     return Hit(score=clip_score(score), kind="report", id=int(row["id"]),
                source_id=row["source_id"], report_id=row["report_id"], label=row["label"],
-               text=row["text"], metadata=row["metadata"])
+               text=row["text"], metadata=row["metadata"],
+               slide=None if slide is None else str(slide),
+               path=None if slide is None else slide_paths.get(str(slide)))
 
 
 def source_fields(row: dict[str, Any]) -> dict[str, Any]:

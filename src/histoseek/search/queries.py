@@ -141,6 +141,34 @@ def aggregate_slides(per_query: list[list[Hit]], k: int, regions_per_slide: int 
     return results[:k]
 
 
+def pool_top_k(tiles: list[Hit], k: int, top: int = 5) -> list[Hit]:
+    """Sources ranked by the mean of their ``top`` best tile scores (MI-Zero's top-K pooling).
+
+    One strong tile can be a stain artefact; a slide whose several best tiles match is the
+    better answer. A source with fewer than ``top`` retrieved tiles counts the weakest
+    retrieved score for each missing one.
+    """
+    if not tiles:
+        return []
+    floor = min(h.score for h in tiles)
+    by_source: dict[str, list[Hit]] = defaultdict(list)
+    for hit in tiles:
+        by_source[hit.path or str(hit.id)].append(hit)
+    results = []
+    for hits in by_source.values():
+        hits.sort(key=lambda h: -h.score)
+        scores = [h.score for h in hits[:top]] + [floor] * max(0, top - len(hits))
+        best = hits[0]
+        results.append(Hit(
+            score=float(np.mean(scores)),
+            kind="image" if best.source_kind == "image" else "slide", id=best.id,
+            path=best.path, source_id=best.source_id, slide=best.slide, mpp=best.mpp,
+            label=best.label, source_kind=best.source_kind, metadata=best.metadata,
+            regions=tuple(hits[:top])))
+    results.sort(key=lambda h: -h.score)
+    return results[:k]
+
+
 def group_by_slide(hits: list[Hit]) -> list[Hit]:
     """Tile hits grouped per source, ranked by each source's best tile."""
     return aggregate_slides([hits], k=len(hits), regions_per_slide=len(hits))

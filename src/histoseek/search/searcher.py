@@ -11,6 +11,7 @@ import numpy as np
 from histoseek.encoders.base import Encoder
 from histoseek.errors import EmptyQueryError, InputError
 from histoseek.index.rescore import RESCORE_FACTOR, rescore
+from histoseek.index.slide_summary import SlideSummary, summarise_slide
 from histoseek.index.space_indexes import SpaceIndexes
 from histoseek.index.spaces import VectorSpace
 from histoseek.index.store import RecordStore
@@ -20,12 +21,14 @@ from histoseek.search.queries import (
     ImageQuery,
     aggregate_slides,
     group_by_slide,
+    pool_top_k,
     query_tile,
     region_shape,
     region_tiles,
     slide_tiles,
 )
 from histoseek.search.regions import SimilarityMap, best_windows
+from histoseek.search.slide_search import MIN_CANDIDATES, SlideCatalogue, SlideCodes, rerank
 from histoseek.search.text_query import embed_text_query
 from histoseek.slides.tiling import TilingConfig
 
@@ -41,9 +44,12 @@ class Searcher:
 
     def __init__(self, store: RecordStore, indexes: SpaceIndexes, tiling: TilingConfig,
                  image_dim: int, image_encoder: Callable[[], Encoder],
-                 text_encoder: Callable[[], Encoder]) -> None:
+                 text_encoder: Callable[[], Encoder],
+                 summarise_missing: Callable[[], None] = lambda: None) -> None:
         self.store, self.indexes, self.tiling, self.image_dim = store, indexes, tiling, image_dim
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
+        self.summarise_missing = summarise_missing
+        self._catalogues: dict[SlideCodes, tuple[Any, SlideCatalogue]] = {}
         self._sources: dict[int, dict[str, Any]] | None = None
         self._source_fields: dict[int, dict[str, Any]] = {}
         #: the image-space query vector of the latest tile, region or slide search (for
@@ -56,7 +62,8 @@ class Searcher:
                where: dict[str, Any] | None = None, exclude: dict[str, Any] | None = None,
                target: Target | None = None, mpp: float | None = None, group: bool = False,
                max_query_tiles: int = 64, expand: bool = True, level: Level | None = None,
-               include_query_region: bool = False) -> list[Hit]:
+               include_query_region: bool = False, exhaustive: bool = False,
+               slide_codes: SlideCodes = "float") -> list[Hit]:
         given = [name for name, v in (("image", image), ("text", text), ("slide", slide),
                                       ("region", region), ("vector", vector)) if v is not None]
         if len(given) != 1:
@@ -64,6 +71,8 @@ class Searcher:
                 f"give exactly one of image, text, slide, region, vector (got {given or 'none'})")
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
+        if slide_codes not in ("float", "binary"):
+            raise InputError(f"slide_codes '{slide_codes}' is not one of float, binary")
         if target is not None and target not in TARGETS:
             raise InputError(f"target '{target}' is not one of {', '.join(TARGETS)}")
         kind = given[0]
@@ -92,7 +101,7 @@ class Searcher:
             if target == "reports":
                 query = embed_text_query(self.text_encoder().encode_texts, str(text), expand)
                 return self._ranked("text", query, k, where, exclude)[0]
-            vectors = embed_text_query(self._image_text_tower().encode_texts, str(text), expand)
+            vectors = embed_text_query(self.image_text_tower().encode_texts, str(text), expand)
         elif kind == "vector":
             vectors = np.asarray(vector, dtype=np.float32).reshape(1, -1)
             if vectors.shape[1] != self.image_dim:
@@ -100,6 +109,14 @@ class Searcher:
                                  f"space has {self.image_dim}")
         elif kind == "slide":
             assert slide is not None
+            if target == "slides" and not exhaustive:
+                return self._slides_two_stage(slide, mpp, k, where, exclude, max_query_tiles,
+                                              include_query_region, slide_codes)
+            own = self.store.source_by_path(slide)
+            if target == "slides" and own is not None and not include_query_region:
+                paths = (exclude or {}).get("path", [])
+                paths = [paths] if isinstance(paths, str) else list(paths)
+                exclude = {**(exclude or {}), "path": [*paths, str(Path(slide).resolve())]}
             _, tiles = slide_tiles(slide, self.tiling, mpp, max_query_tiles)
             vectors = self.image_encoder().encode_images(tiles)
         elif kind == "region":
@@ -111,9 +128,12 @@ class Searcher:
             assert image is not None
             vectors = self.image_encoder().encode_images(query_tile(image, self.tiling.tile_px))
         if target == "reports":
-            self._image_text_tower()
+            self.image_text_tower()
             return self._ranked("joint", _mean(vectors), k, where, exclude)[0]
         self.last_image_query = _mean(vectors)
+        if target == "slides" and kind == "text":  # MI-Zero: a slide's top tiles speak for it
+            tiles = self._ranked("image", _mean(vectors), max(64 * k, 512), where, exclude)[0]
+            return pool_top_k(tiles, k)
         if target == "slides":
             per_tile = self._ranked("image", vectors, max(4 * k, 32), where, exclude)
             return aggregate_slides(per_tile, k)
@@ -155,6 +175,64 @@ class Searcher:
         found.sort(key=lambda h: -h.score)
         return found[:k]
 
+    def _slides_two_stage(self, slide: str | Path, mpp: float | None, k: int,
+                          where: dict[str, Any] | None, exclude: dict[str, Any] | None,
+                          max_query_tiles: int, include_self: bool, codes: SlideCodes
+                          ) -> list[Hit]:
+        """Slide → slides by stored summaries (``search.slide_search``): coarse, re-rank."""
+        query, own = self._query_summary(slide, mpp, max_query_tiles)
+        self.last_image_query = query["mean"].vectors
+        catalogue = self.catalogue(codes)
+        allowed = (self.store.filtered_sources(where, exclude) if where or exclude
+                   else None)
+        if own is not None and not include_self:
+            allowed = np.setdiff1d(catalogue.sources if allowed is None else allowed, [own])
+        found = catalogue.candidates(query["mean"].vectors, query["mosaic"].vectors,
+                                     max(4 * k, MIN_CANDIDATES), allowed)
+        mosaics = self.store.summaries("mosaic", self.image_dim, found.tolist())
+        ranked = rerank(query["mosaic"], mosaics)[:k]
+        tile_ids = [mosaics[c.source].tile_ids[j] for c in ranked for _, j, _ in c.pairs]
+        places, sources = self.store.tile_places(tile_ids)
+        hits = []
+        for cand in ranked:
+            fields = source_fields(sources[cand.source])
+            regions = []
+            for qi, j, sim in cand.pairs:
+                x, y, w, h, tile_mpp, _ = places[int(mosaics[cand.source].tile_ids[j])]
+                regions.append(Hit(clip_score(sim), "tile", int(mosaics[cand.source].tile_ids[j]),
+                                   x=x, y=y, w=w, h=h, mpp=tile_mpp, **fields,
+                                   query_box=tuple(int(v) for v in query["mosaic"].boxes[qi])))
+            top = regions[0]
+            hits.append(Hit(clip_score(cand.score),
+                            "image" if fields["source_kind"] == "image" else "slide", top.id,
+                            mpp=top.mpp, regions=tuple(regions), **fields))
+        return hits
+
+    def _query_summary(self, slide: str | Path, mpp: float | None, max_query_tiles: int
+                       ) -> tuple[dict[str, SlideSummary], int | None]:
+        """The query slide's summaries: stored ones if it is indexed (and its source id),
+        else from up to ``max_query_tiles`` of its tiles, encoded now."""
+        own = self.store.source_by_path(slide)  # an indexed file that has moved still works
+        if own is not None:
+            self.summarise_missing()
+            stored = {kind: self.store.summaries(kind, self.image_dim, [own]).get(own)
+                      for kind in ("mean", "mosaic")}
+            if all(v is not None for v in stored.values()):
+                return {k: v for k, v in stored.items() if v is not None}, own
+        boxes, tiles = slide_tiles(slide, self.tiling, mpp, max_query_tiles)
+        vectors = self.image_encoder().encode_images(tiles)
+        return summarise_slide(np.arange(len(boxes)), boxes, vectors), own
+
+    def catalogue(self, codes: SlideCodes = "float") -> SlideCatalogue:
+        """The coarse slide indexes, rebuilt when the library changed."""
+        self.summarise_missing()
+        version = self.store.data_version()
+        cached = self._catalogues.get(codes)
+        if cached is None or cached[0] != version:
+            cached = self._catalogues[codes] = (
+                version, SlideCatalogue(self.store, self.image_dim, codes))
+        return cached[1]
+
     def similarity_map(self, query: np.ndarray, source: int
                        ) -> tuple[np.ndarray, np.ndarray]:
         """Level-0 boxes ``[n, 4]`` of every tile of ``source`` and their scores vs ``query``."""
@@ -181,7 +259,7 @@ class Searcher:
         return write_hit_heatmaps(hits, folder, lambda hit: self.similarity_map(
             query, int(self.store.tile_sources([hit.id])[0])), title)
 
-    def _image_text_tower(self) -> Encoder:
+    def image_text_tower(self) -> Encoder:
         encoder = self.image_encoder()
         if not encoder.has_texts:
             encoder.encode_texts(["probe"])  # raises NoTextTowerError, clearly worded
@@ -221,7 +299,10 @@ class Searcher:
         wanted = (wanted if len(queries) == 1 else np.unique(wanted)).tolist()
         if space != "image":
             rows = self.store.report_rows(wanted)
-            return [[report_hit(s, rows[i])
+            slide_paths = self.store.slide_paths(
+                {str(r["metadata"]["slide_id"]) for r in rows.values()
+                 if r["metadata"].get("slide_id") is not None})
+            return [[report_hit(s, rows[i], slide_paths)
                      for s, i in zip(srow.tolist(), irow.tolist(), strict=True) if i in rows]
                     for srow, irow in zip(scores, ids, strict=True)]
         places, sources = self.store.tile_places(wanted)
