@@ -285,7 +285,7 @@ def _write_grid(lib, out: Path, hits, **query) -> None:  # type: ignore[no-untyp
     picture = query_picture(tile_px=lib.tiling.tile_px, target_mpp=lib.tiling.target_mpp,
                             **query)
     kind = next(k for k in ("image", "text", "slide", "region") if query.get(k) is not None)
-    write_hits_grid(picture, hits, lib.hit_pixels, out,
+    write_hits_grid(picture, hits, lib.hit_picture, out,
                     title=f"{kind} query: top {len(hits)} hits, encoder "
                           f"{lib.manifest.encoder_name}")
 

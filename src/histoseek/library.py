@@ -310,9 +310,21 @@ class Library:
                               mpp=self.tiling.target_mpp, top_k=top_k, min_margin=min_margin,
                               tile_ids=ids)
 
+    def hit_picture(self, hit: Hit, px: int | None = None) -> np.ndarray:
+        """What a retrieval grid shows for a hit: a slide hit as its thumbnail with its
+        matched boxes numbered; a tile or region hit as its pixels (``hit_pixels``)."""
+        if hit.kind == "slide" and hit.path is not None and hit.regions:
+            from histoseek.viz.slide_thumbnail import boxed_thumbnail
+
+            boxes = [(r.x, r.y, r.w or 1, r.h or 1) for r in hit.regions
+                     if r.x is not None and r.y is not None]
+            return boxed_thumbnail(hit.path, boxes, px or self.tiling.tile_px)
+        return self.hit_pixels(hit, px)
+
     def hit_pixels(self, hit: Hit, px: int | None = None) -> np.ndarray:
-        """The pixels a tile or slide hit points at, as uint8 ``[px, px, 3]`` (for pictures)."""
-        target = hit.regions[0] if hit.regions else hit
+        """The pixels a tile, region or slide hit points at, as uint8 ``[px, px, 3]``: a
+        region's whole box, a slide's best tile."""
+        target = hit if hit.kind == "region" or not hit.regions else hit.regions[0]
         if target.path is None or target.x is None:
             raise InputError(f"hit {hit.id} ({hit.kind}) has no pixels to show")
         with open_slide(target.path) as slide:

@@ -120,8 +120,8 @@ def test_the_query_slide_comes_first_when_included(lib: Library, built) -> None:
             hits = lib.search(slide=slide.path, k=4, include_query_region=True,
                               slide_codes=codes)
             assert paths(hits)[0] == slide.path, codes
-            assert hits[0].score == pytest.approx(1.0, abs=1e-5)
-            assert hits[1].score < 0.95  # the others are clearly less alike
+            assert hits[0].regions[0].score == pytest.approx(1.0, abs=1e-5)  # itself
+            assert hits[0].score > hits[1].score + 0.01  # the others are clearly less alike
 
 
 def test_level_slide_is_the_same_two_stage_search(lib: Library, built) -> None:  # type: ignore[no-untyped-def]
@@ -172,7 +172,7 @@ def test_an_unindexed_copy_finds_its_original(lib: Library, built, tmp_path: Pat
         # every tile of the copy: its summaries are those of the original, tile for tile
         hits = lib.search(slide=copy, k=4, max_query_tiles=1000, slide_codes=codes)
         assert paths(hits)[0] == original, codes
-        assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert hits[0].regions[0].score == pytest.approx(1.0, abs=1e-5)
         assert len(hits) == 4  # nothing is left out: the copy is not in the library
         top = hits[0].regions[0]
         assert top.query_box == (top.x, top.y, top.w, top.h)  # same place in the same pixels
@@ -416,18 +416,19 @@ def summary(vectors: np.ndarray, first_id: int = 0) -> SlideSummary:
                         np.ones(n, np.float32), unit(vectors))
 
 
-def test_rerank_scores_the_median_of_best_matches() -> None:
+def test_rerank_scores_the_centred_median_of_best_matches() -> None:
     e = np.eye(8, dtype=np.float32)
     query = summary(e[[0, 1, 2]])
     close = summary(np.stack([e[0], e[1], e[5]]), first_id=10)  # matches 2 of 3 query rows
     one = summary(np.stack([e[2], e[6], e[7]]), first_id=20)  # matches 1 of 3
     tilted = summary(np.stack([e[0] + e[3], e[1] + e[3], e[2] + e[3]]), first_id=30)
     ranked = rerank(query, {1: one, 2: close, 3: tilted})
-    assert [c.source for c in ranked] == [2, 3, 1]  # medians 1, 0.71, 0
+    assert [c.source for c in ranked] == [2, 3, 1]
     by_source = {c.source: c for c in ranked}
-    assert by_source[3].score == pytest.approx(np.sqrt(0.5))  # every row at cos 0.71
-    assert by_source[2].score == pytest.approx(1.0)  # median of (1, 1, 0)
-    assert by_source[1].score == pytest.approx(0.0)  # median of (0, 0, 1)
+    typical = (1 + np.sqrt(0.5)) / 3  # every query row's mean best match over the candidates
+    assert by_source[3].score == pytest.approx(np.sqrt(0.5) - typical)  # every row at 0.71
+    assert by_source[2].score == pytest.approx(1.0 - typical)  # median of (1, 1, 0) - typical
+    assert by_source[1].score == pytest.approx(0.0 - typical)  # median of (0, 0, 1) - typical
     # pairs: query row, candidate row, similarity; best first, each candidate row once
     assert by_source[2].pairs[:2] == ((0, 0, pytest.approx(1.0)), (1, 1, pytest.approx(1.0)))
     assert by_source[1].pairs[0] == (2, 0, pytest.approx(1.0))
