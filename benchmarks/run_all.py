@@ -440,6 +440,51 @@ def engine_section() -> list[str]:
     return lines
 
 
+def slide_section() -> list[str]:
+    """Slide-level search, from the JSON its own benchmarks write (they take minutes and
+    build their own libraries): ``synthetic_slide_eval.py`` and ``slide_scaling.py``."""
+    lines = ["## Whole slides and regions", ""]
+    evaluation = ROOT / "docs" / "slide-eval.json"
+    if evaluation.is_file():
+        e = json.loads(evaluation.read_text())
+        loc, ret, binary, zs = (e["localisation"], e["slide_retrieval"],
+                                e["slide_retrieval_binary"], e["zero_shot"])
+        lines += [f"### Synthetic slides from test-split sources (`benchmarks/"
+                  f"synthetic_slide_eval.py`): {e['slides']} slides, {e['tiles']:,} tiles, "
+                  f"{e['encoder']}", "",
+                  "Leave-one-source-out throughout; class regions of EBHI tiles on a "
+                  "tissue-like canvas (`evaluation/synthetic_slides.py`).", "",
+                  "| measure | value | queries |", "|---|---:|---:|",
+                  f"| region localisation: top box IoU ≥ 0.5 with a box of the query's class "
+                  f"| {loc['hit_rate']:.3f} (mean IoU {loc['mean_iou']:.3f}) | "
+                  f"{loc['queries']} |",
+                  f"| slide retrieval mMV@5 by dominant class (two-stage, float) | "
+                  f"{ret['mMV@5']:.3f} (top-1 {ret['top1_accuracy']:.3f}) | {ret['queries']} |",
+                  f"| slide retrieval mMV@5, binary coarse codes | {binary['mMV@5']:.3f} | "
+                  f"{binary['queries']} |",
+                  f"| zero-shot slide subtyping, balanced accuracy (top class) | "
+                  f"{zs['balanced_accuracy']:.3f} (abstains on {zs['abstention_rate']:.2f}) | "
+                  f"{zs['slides']} |", ""]
+    scaling = ROOT / "docs" / "slide-scaling.json"
+    if scaling.is_file():
+        rows = json.loads(scaling.read_text())["results"]
+        lines += ["### Scale: slide → slide search from stored vectors (`benchmarks/"
+                  "slide_scaling.py`; details in `docs/slide-scaling.md`)", "",
+                  "| slides | tiles | tile vectors B/slide | mean | mosaic | bag | coarse RAM "
+                  "float / binary | one-stage ms | two-stage float ms | two-stage binary ms |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            b = r["bytes_per_slide"]
+            lines.append(
+                f"| {r['slides']:,} | {r['tiles']:,} | {b['tile_vectors']:,} | "
+                f"{b['summary_mean']:,} | {b['summary_mosaic']:,} | {b['summary_bag']:,} | "
+                f"{b['coarse_ram_float']:,} / {b['coarse_ram_binary']:,} | "
+                f"{r['one_stage_ms']['median']:.0f} | {r['two_stage_float_ms']['median']:.0f} | "
+                f"{r['two_stage_binary_ms']['median']:.0f} |")
+        lines.append("")
+    return lines if len(lines) > 2 else []
+
+
 def previous_bench_section() -> list[str]:
     """With --skip-bench, the engine figures of the last full run are kept, marked as such."""
     old = ROOT / "docs" / "results.md"
@@ -472,6 +517,7 @@ def main() -> None:
               "The records of the first built-in model, kept for comparison; its weights no "
               "longer ship (`histoseek-base-v1` loads them from a file).", ""]
     lines += training_records_section()
+    lines += slide_section()
     lines += engine_section()
     if not args.skip_bench:
         lines += bench_section(args.quick)

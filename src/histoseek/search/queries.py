@@ -46,13 +46,14 @@ def query_tile(image: ImageQuery, tile_px: int) -> np.ndarray:
 
 
 def region_tiles(path: str | Path, box_l0: tuple[int, int, int, int], tiling: TilingConfig,
-                 mpp: float | None = None) -> np.ndarray:
-    """A level-0 box of a slide as tiles ``[n, tile_px, tile_px, 3]`` at the library's scale.
+                 mpp: float | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """A level-0 box of a slide as tiles ``[n, tile_px, tile_px, 3]`` at the library's scale,
+    with how many (rows, cols) of library tiles it spans.
 
     The box is cut on the same grid as indexed slides (``target_mpp``, ``tile_px``), so a
     region matches tiles of the same physical size; a box smaller than one tile is taken
     whole. Without an mpp the rule of indexing applies: a small plain image's box is taken
-    whole, a slide (or a large box) needs ``mpp``.
+    whole (one tile), a slide (or a large box) needs ``mpp``.
     """
     x, y, w, h = box_l0
     with open_slide(path, mpp=mpp) as slide:
@@ -64,23 +65,15 @@ def region_tiles(path: str | Path, box_l0: tuple[int, int, int, int], tiling: Ti
             slide.require_mpp()
         side_l0 = None if slide.mpp is None else tiling.tile_px * tiling.target_mpp / slide.mpp
         if side_l0 is None or w < side_l0 or h < side_l0:
-            return read_region_tile(slide, x, y, w, h, tiling.tile_px)[None]
+            shape = (1, 1) if side_l0 is None else (
+                tiles_across(h, side_l0), tiles_across(w, side_l0))
+            return read_region_tile(slide, x, y, w, h, tiling.tile_px)[None], shape
         side = round(side_l0)
         xs = x + np.arange(tiles_across(w, side_l0)) * side_l0
         ys = y + np.arange(tiles_across(h, side_l0)) * side_l0
         return np.stack([read_region_tile(slide, round(tx), round(ty), side, side,
-                                          tiling.tile_px) for ty in ys for tx in xs])
-
-
-def region_shape(path: str | Path, box_l0: tuple[int, int, int, int], tiling: TilingConfig,
-                 mpp: float | None = None) -> tuple[int, int]:
-    """How many library tiles (rows, cols) a level-0 box spans, as ``region_tiles`` cuts it."""
-    with open_slide(path, mpp=mpp) as slide:
-        slide_mpp = slide.mpp
-    if slide_mpp is None:
-        return 1, 1
-    side = tiling.tile_px * tiling.target_mpp / slide_mpp
-    return tiles_across(box_l0[3], side), tiles_across(box_l0[2], side)
+                                          tiling.tile_px) for ty in ys for tx in xs]), (
+            len(ys), len(xs))
 
 
 def tiles_across(length: float, side: float) -> int:

@@ -23,7 +23,6 @@ from histoseek.search.queries import (
     group_by_slide,
     pool_top_k,
     query_tile,
-    region_shape,
     region_tiles,
     slide_tiles,
 )
@@ -122,8 +121,8 @@ class Searcher:
         elif kind == "region":
             assert region is not None
             path, x, y, w, h = parse_region(region) if isinstance(region, str) else region
-            vectors = self.image_encoder().encode_images(
-                region_tiles(path, (x, y, w, h), self.tiling, mpp))
+            pixels, region_grid = region_tiles(path, (x, y, w, h), self.tiling, mpp)
+            vectors = self.image_encoder().encode_images(pixels)
         else:
             assert image is not None
             vectors = self.image_encoder().encode_images(query_tile(image, self.tiling.tile_px))
@@ -142,7 +141,7 @@ class Searcher:
         if level == "region":
             shape, own = (2, 2), None  # a tile or text query: regions of 2 x 2 tiles
             if kind == "region":
-                shape = region_shape(path, (x, y, w, h), self.tiling, mpp)
+                shape = region_grid
                 own = None if include_query_region else (path, (x, y, w, h))
             return self._regions(_mean(vectors), k, where, exclude, shape, own)
         return self._ranked("image", _mean(vectors), k, where, exclude)[0]
