@@ -11,7 +11,7 @@ import pytest
 from evaluation.test_synthetic_slides import write_labels
 from histoseek.evaluation.synthetic_slides import box_iou, make_synthetic_slides
 from histoseek.library import Library
-from histoseek.search.regions import SimilarityMap, best_windows
+from histoseek.search.regions import SimilarityMap, best_windows, template_window_scores
 
 SIDE = 224
 
@@ -31,6 +31,43 @@ def test_best_window_finds_the_hot_block() -> None:
     assert windows[0].score == pytest.approx(0.9)
     assert sorted(windows[0].tiles) == hot
     assert not set(windows[1].tiles) & set(hot)  # the second window does not overlap the first
+
+
+def layout_slide() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 5x5 slide of two tissues in stripes, everywhere alike by the mean; the query is the
+    2x2 block at rows 1-2, cols 2-3, whose own layout is (a b / b a)."""
+    rng = np.random.default_rng(0)
+    a, b = np.eye(8, dtype=np.float32)[:2]
+    vectors = np.stack([a if (r + c) % 2 == 0 else b for r in range(5) for c in range(5)])
+    vectors += 0.01 * rng.standard_normal(vectors.shape).astype(np.float32)
+    vectors[1 * 5 + 2] += 0.2 * np.eye(8, dtype=np.float32)[2]  # the query block's own marks
+    vectors[2 * 5 + 3] += 0.2 * np.eye(8, dtype=np.float32)[3]
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    query = vectors[[1 * 5 + 2, 1 * 5 + 3, 2 * 5 + 2, 2 * 5 + 3]]  # row-major
+    return grid_boxes(5, 5), vectors, query
+
+
+def test_template_scores_peak_where_the_query_layout_is() -> None:
+    boxes, vectors, query = layout_slide()
+    similarity = SimilarityMap.build(boxes, vectors @ query.mean(axis=0))
+    layout = template_window_scores(similarity, vectors @ query.T, (2, 2))
+    assert layout.shape == (4, 4)
+    assert np.unravel_index(np.nanargmax(layout), layout.shape) == (1, 2)
+    assert np.nanmax(layout) == pytest.approx(1.0, abs=1e-5)
+    # a window shifted by one tile has the stripes the other way round: a poor layout match
+    assert layout[1, 1] < 0.2 and layout[1, 3] < 0.2
+
+
+def test_layout_decides_between_windows_the_mean_cannot_tell_apart() -> None:
+    boxes, vectors, query = layout_slide()
+    similarity = SimilarityMap.build(boxes, vectors @ query.mean(axis=0))
+    layout = template_window_scores(similarity, vectors @ query.T, (2, 2))
+    with_layout = best_windows(similarity, (2, 2), top=1, layout=layout)[0]
+    assert with_layout.box == (2 * SIDE + 10, 1 * SIDE + 20, 2 * SIDE, 2 * SIDE)
+    plain = best_windows(similarity, (2, 2), top=3)
+    assert max(w.score for w in plain) - min(w.score for w in plain) < 0.05  # near ties
+    ignored = best_windows(similarity, (2, 2), top=1, layout=layout, layout_weight=0.0)[0]
+    assert ignored.score == pytest.approx(plain[0].score)
 
 
 def test_windows_need_tissue_under_half_their_cells() -> None:

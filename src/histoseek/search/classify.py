@@ -102,7 +102,11 @@ def resolve_classes(classes: str | Path | Iterable[str] | None,
             or Path(classes).is_file())):
         if not Path(classes).is_file():
             raise InputError(f"{classes}: no such class prompts file")
-        return load_class_prompts(Path(classes)).prompts
+        prompts = load_class_prompts(Path(classes)).prompts
+        if len(prompts) < 2:
+            raise InputError(f"{classes}: zero-shot classification needs at least two classes, "
+                             f"the file has {list(prompts)}")
+        return prompts
     elif isinstance(classes, str):
         names = [c.strip() for c in classes.split(",") if c.strip()]
     else:
@@ -122,6 +126,8 @@ def classify_tiles(path: str, vectors: np.ndarray, boxes: np.ndarray,
         list(classes), np.vstack(list(classes.values())))
     if len(vectors) == 0:
         raise InputError(f"{path}: no tissue tiles to classify")
+    if top_k < 1:
+        raise InputError(f"top_k must be at least 1 (tiles pooled per class), got {top_k}")
     sims = vectors @ class_matrix.T  # [tiles, classes]
     k = min(top_k, len(vectors))
     pooled = np.sort(sims, axis=0)[-k:].mean(axis=0)

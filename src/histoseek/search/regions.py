@@ -56,11 +56,41 @@ class Window:
     tiles: tuple[int, ...]
 
 
+def template_window_scores(similarity: SimilarityMap, per_query_tile: np.ndarray,
+                           shape: tuple[int, int]) -> np.ndarray:
+    """Each window's mean similarity of its tiles to the query tiles at the same place.
+
+    ``per_query_tile [n, rows * cols]``: each slide tile's similarity to each query tile, the
+    query's tiles in row-major order on a grid of ``shape``. Where tissue keeps its layout (a
+    region of this very slide, a serial section) the right window stands out even in tissue
+    that is alike everywhere; NaN where the window has no tile at a query tile's place.
+    """
+    grid = similarity.scores
+    rows, cols = shape
+    out_shape = (grid.shape[0] - rows + 1, grid.shape[1] - cols + 1)
+    if min(out_shape) < 1 or per_query_tile.shape[1] != rows * cols:
+        return np.full((max(out_shape[0], 1), max(out_shape[1], 1)), np.nan)
+    present = similarity.index >= 0
+    total = np.zeros(out_shape)
+    count = np.zeros(out_shape)
+    for q, column in enumerate(per_query_tile.T):
+        i, j = divmod(q, cols)
+        values = np.zeros(grid.shape)
+        values[present] = column[similarity.index[present]]
+        total += values[i : i + out_shape[0], j : j + out_shape[1]]
+        count += present[i : i + out_shape[0], j : j + out_shape[1]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
 def best_windows(similarity: SimilarityMap, shape: tuple[int, int], top: int,
-                 min_cover: float = 0.5, avoid: Box | None = None) -> list[Window]:
+                 min_cover: float = 0.5, avoid: Box | None = None,
+                 layout: np.ndarray | None = None, layout_weight: float = 0.5) -> list[Window]:
     """The ``top`` best non-overlapping windows of ``shape`` = (rows, cols) tiles.
 
-    A window's score is the mean over its tissue tiles; windows with fewer than
+    A window's score is the mean over its tissue tiles, mixed with ``layout`` (the
+    ``template_window_scores`` of a region query, top-left indexed) at ``layout_weight``
+    where that is defined; windows with fewer than
     ``min_cover`` of their cells on tissue are skipped (the mean of one tile at a slide's
     edge would beat a full match). Windows overlapping ``avoid`` by half their area or more
     are skipped: a region query should not find itself.
@@ -73,6 +103,9 @@ def best_windows(similarity: SimilarityMap, shape: tuple[int, int], top: int,
     count = _window_sums(present.astype(np.float64), rows, cols)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count >= max(1.0, min_cover * rows * cols), total / count, -np.inf)
+    if layout is not None and layout.shape == mean.shape:
+        mixed = (1 - layout_weight) * mean + layout_weight * layout
+        mean = np.where(np.isnan(layout), mean, mixed)
     taken = np.zeros(grid.shape, bool)
     found: list[Window] = []
     for flat in np.argsort(-mean, axis=None):

@@ -26,7 +26,7 @@ from histoseek.search.queries import (
     region_tiles,
     slide_tiles,
 )
-from histoseek.search.regions import SimilarityMap, best_windows
+from histoseek.search.regions import SimilarityMap, best_windows, template_window_scores
 from histoseek.search.slide_search import MIN_CANDIDATES, SlideCatalogue, SlideCodes, rerank
 from histoseek.search.text_query import embed_text_query
 from histoseek.slides.tiling import TilingConfig
@@ -36,6 +36,7 @@ TARGETS: tuple[Target, ...] = get_args(Target)
 Level = Literal["tile", "region", "slide"]
 LEVELS: tuple[Level, ...] = get_args(Level)
 Region = str | tuple[str | Path, int, int, int, int]
+LAYOUT_WEIGHT = 0.5  # region windows: share of the tile-layout match (search.regions)
 
 
 class Searcher:
@@ -48,6 +49,7 @@ class Searcher:
         self.store, self.indexes, self.tiling, self.image_dim = store, indexes, tiling, image_dim
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
         self.summarise_missing = summarise_missing
+        self.layout_weight = LAYOUT_WEIGHT
         self._catalogues: dict[SlideCodes, tuple[Any, SlideCatalogue]] = {}
         self._sources: dict[int, dict[str, Any]] | None = None
         self._source_fields: dict[int, dict[str, Any]] = {}
@@ -143,14 +145,17 @@ class Searcher:
             if kind == "region":
                 shape = region_grid
                 own = None if include_query_region else (path, (x, y, w, h))
-            return self._regions(_mean(vectors), k, where, exclude, shape, own)
+            return self._regions(_mean(vectors), k, where, exclude, shape, own,
+                                 vectors if kind == "region" else None)
         return self._ranked("image", _mean(vectors), k, where, exclude)[0]
 
     def _regions(self, query: np.ndarray, k: int, where: dict[str, Any] | None,
                  exclude: dict[str, Any] | None, shape: tuple[int, int],
-                 own: tuple[str | Path, tuple[int, int, int, int]] | None) -> list[Hit]:
+                 own: tuple[str | Path, tuple[int, int, int, int]] | None,
+                 query_tiles: np.ndarray | None = None) -> list[Hit]:
         """Two stages: the sources of the best tile hits, then in each the best windows of
-        ``shape`` tiles on its similarity map (``search.regions``)."""
+        ``shape`` tiles on its similarity map (``search.regions``), mixed with the match of
+        the query's tile layout when the query is a region of tiles."""
         tiles = self._ranked("image", query, max(8 * k, 64), where, exclude)[0]
         sources = self.store.tile_sources([t.id for t in tiles])
         candidates = list(dict.fromkeys(int(s) for s in sources if s >= 0))[: max(2 * k, 10)]
@@ -158,12 +163,19 @@ class Searcher:
         own_path = str(Path(own[0]).resolve()) if own else None
         found = []
         for source in candidates:
-            ids, boxes, scores = self._tile_scores(query, source)
+            ids, boxes, vectors = self._tile_vectors(source)
+            if len(ids) == 0:
+                continue
+            scores = vectors @ query.reshape(-1)
+            similarity = SimilarityMap.build(boxes, scores)
+            layout = None
+            if query_tiles is not None and self.layout_weight > 0 and len(query_tiles) > 1:
+                layout = template_window_scores(similarity, vectors @ query_tiles.T, shape)
             fields = self._source_fields[source]
             avoid = own[1] if own and str(Path(fields["path"]).resolve()) == own_path else None
             mpp = mpp_of.get(fields["path"])
-            for window in best_windows(SimilarityMap.build(boxes, scores), shape, k,
-                                       avoid=avoid):
+            for window in best_windows(similarity, shape, k, avoid=avoid, layout=layout,
+                                       layout_weight=self.layout_weight):
                 members = sorted(
                     (Hit(clip_score(float(scores[i])), "tile", int(ids[i]), x=int(boxes[i, 0]),
                          y=int(boxes[i, 1]), w=int(boxes[i, 2]), h=int(boxes[i, 3]), mpp=mpp,
@@ -241,10 +253,13 @@ class Searcher:
     def _tile_scores(self, query: np.ndarray, source: int
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ids, level-0 boxes and query scores of every tile of ``source``."""
+        ids, boxes, vectors = self._tile_vectors(source)
+        return ids, boxes, vectors @ query.reshape(-1)
+
+    def _tile_vectors(self, source: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ids, level-0 boxes and stored vectors of every tile of ``source``."""
         ids, boxes = self.store.source_tiles(source)
-        if len(ids) == 0:
-            return ids, boxes, np.zeros(0, np.float32)
-        return ids, boxes, self.store.vectors_for("image", ids, self.image_dim) @ query.reshape(-1)
+        return ids, boxes, self.store.vectors_for("image", ids, self.image_dim)
 
     def write_heatmaps(self, hits: list[Hit], folder: Path, title: str = "") -> list[Path]:
         """One PNG per slide in ``hits``: its tiles' similarity to the latest image-space query
