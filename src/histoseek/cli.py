@@ -266,6 +266,32 @@ def classify(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    library: Annotated[Path, typer.Argument(help="library folder")],
+    host: Annotated[str, typer.Option(
+        help="address to listen on; the default answers this machine only")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    root: Annotated[list[Path] | None, typer.Option(
+        help="folder whose files POST /ingest may add (repeatable); none: ingest is off")
+    ] = None,
+    private: Annotated[bool, typer.Option(help="reads need the token too")] = False,
+    max_upload_mb: Annotated[float, typer.Option(help="largest request body, in MB")] = 20.0,
+    timeout: Annotated[float, typer.Option(
+        help="seconds a search, classification or picture may take (then 504)")] = 60.0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "cpu",
+) -> None:
+    """Serve a library over HTTP: search, classify, slide pictures and viewer tiles; writes
+    need the service token. API docs at http://HOST:PORT/docs (needs the serve extra:
+    pip install "histoseek[serve]")."""
+    from histoseek.service.run import serve as run_service
+    from histoseek.service.settings import ServiceSettings
+
+    run_service(library, ServiceSettings(
+        host=host, port=port, roots=tuple(root or ()), private=private,
+        max_upload_mb=max_upload_mb, timeout_s=timeout, device=device))
+
+
 def _no_cyclic_gc() -> None:
     """The cyclic GC off for the rest of a one-shot search process.
 

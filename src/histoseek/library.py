@@ -339,6 +339,10 @@ class Library:
         """Every indexed source with its label, ids, scale and tile count (``histoseek list``)."""
         return self.store.list_sources()
 
+    def reports(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Indexed reports with their ids, text, label and metadata, oldest first."""
+        return self.store.list_reports(limit, offset)
+
     def info(self) -> dict[str, Any]:
         """Counts and settings, as ``histoseek info`` prints them."""
         enc = self.manifest.encoder

@@ -523,3 +523,36 @@ class RecordStore:
         rows = self.conn.execute(
             "SELECT label, count(*) FROM sources WHERE label IS NOT NULL GROUP BY label")
         return dict(rows.fetchall())
+
+    # -- reports listing and the service's audit log (migration 003) -------------------------
+    def list_reports(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Reports oldest first, without vectors; ``limit``/``offset`` page through them."""
+        cur = self.conn.execute(
+            "SELECT id, report_id, text, source_id, label, metadata, added_at FROM reports"
+            " ORDER BY id LIMIT ? OFFSET ?", (-1 if limit is None else int(limit), int(offset)))
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur]
+        for row in rows:
+            row["metadata"] = json.loads(row["metadata"] or "{}")
+        return rows
+
+    def log_write(self, token_id: str, action: str, source: str | None, outcome: str = "ok",
+                  detail: dict[str, Any] | None = None) -> None:
+        """Record one write through the service: who (a token's hash prefix, never the token),
+        what, on which source, and how it ended."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO audit_log (at, token_id, action, source, outcome, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (_now(), token_id, action, source, outcome, json.dumps(detail or {})))
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest ``limit`` audit entries, newest first."""
+        cur = self.conn.execute(
+            "SELECT id, at, token_id, action, source, outcome, detail FROM audit_log"
+            " ORDER BY id DESC LIMIT ?", (int(limit),))
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur]
+        for row in rows:
+            row["detail"] = json.loads(row["detail"] or "{}")
+        return rows
