@@ -22,7 +22,6 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import histoseek.slides.reader as reader
-from conftest import he_like_pixels, write_pyramid_tiff
 from histoseek.cli import app
 from histoseek.errors import (
     EmptyQueryError,
@@ -41,6 +40,7 @@ from histoseek.library import Library
 from histoseek.search.arguments import parse_filters
 from histoseek.slides.reader import open_slide
 from histoseek.slides.tiling import TilingConfig, tile_slide
+from synthetic_images import he_like_pixels, write_pyramid_tiff
 
 RNG_PIXELS = np.random.default_rng(7).integers(0, 256, (64, 64, 3), dtype=np.uint8)
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from histoseek.encoders.base import Encoder, EncoderInfo
 from histoseek.encoders.registry import create_encoder
-from histoseek.errors import InputError, LibraryError, LibraryMismatchError
+from histoseek.errors import LibraryError, LibraryMismatchError
+from histoseek.index.describe import library_info, library_summary
 from histoseek.index.lock import write_lock
 from histoseek.index.manifest import LibraryManifest
 from histoseek.index.space_indexes import SpaceIndexes
@@ -23,21 +24,13 @@ from histoseek.index.spaces import VectorSpace
 from histoseek.index.store import RecordStore
 from histoseek.index.vectors import FaissIndex, IndexKind
 from histoseek.ingest.results import Removed
-from histoseek.search.classify import (
-    MIN_MARGIN,
-    TOP_K,
-    SlideClassification,
-    class_vectors,
-    classify_slide_file,
-    classify_tiles,
-    resolve_classes,
-)
+from histoseek.search.classify import MIN_MARGIN, TOP_K, SlideClassification, SlideClassifier
 from histoseek.search.hits import Hit
 from histoseek.search.queries import ImageQuery
 from histoseek.search.searcher import Level, Region, Searcher, Target
 from histoseek.search.slide_search import SlideCodes
-from histoseek.slides.reader import open_slide
-from histoseek.slides.tiling import TilingConfig, read_region_tile
+from histoseek.slides.tiling import TilingConfig
+from histoseek.viz.hit_pixels import hit_picture, hit_pixels
 
 if TYPE_CHECKING:  # ingest (tqdm, threads, file discovery) loads on the first add, not on search
     from histoseek.ingest.results import IngestReport
@@ -63,10 +56,11 @@ class Library:
         self.indexes = SpaceIndexes(root / "vectors", store, self.manifest.index,
                                     self.manifest.index_options, self._space_dim)
         self._summaries_checked: tuple[int, int] | None = None
-        self._class_vectors: dict[tuple[Any, ...], np.ndarray] = {}
         self._searcher = Searcher(store, self.indexes, self.tiling, self.manifest.dim,
                                   lambda: self.encoder, lambda: self.text_encoder,
                                   self._summarise_missing)
+        self._classifier = SlideClassifier(store, self.tiling, self.manifest.dim,
+                                           self._searcher.image_text_tower)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @classmethod
@@ -117,16 +111,15 @@ class Library:
         root = Path(path)
         if (root / DB_NAME).is_file():
             lib = cls.open(root, device=device)
-            stored = {**lib.manifest.tiling, "index": lib.manifest.index,
-                      "pretrained": lib.manifest.pretrained, "encoder": lib.manifest.encoder_name}
-            differ = {k: v for k, v in asked.items() if stored.get(k) != v}
+            differ = lib.manifest.differences(asked)
             if not differ:
                 return lib
             if not lib.is_empty():
                 raise LibraryMismatchError(f"{root}: this library was built with " + ", ".join(
-                    f"{k} {stored.get(k)!r}" for k in differ) + "; this run asks for " + ", ".join(
-                    f"{k} {v!r}" for k, v in differ.items()) + ": use a new library folder, or "
-                    "leave those options out to add with the library's settings")
+                    f"{k} {was!r}" for k, (was, _) in differ.items()) + "; this run asks for "
+                    + ", ".join(f"{k} {now!r}" for k, (_, now) in differ.items())
+                    + ": use a new library folder, or leave those options out to add with the "
+                    "library's settings")
             lib.close()
             (root / DB_NAME).unlink()
             for stale in (root / "vectors").glob("*.faiss"):
@@ -154,11 +147,7 @@ class Library:
         self.close()
 
     def __repr__(self) -> str:
-        c, m, t = self.store.counts(), self.manifest, self.tiling
-        return (f"Library('{self.root}': {c['sources']} sources ({c['slides']} slides, "
-                f"{c['images']} images), {c['tiles']} tiles, {c['reports']} reports; encoder "
-                f"{m.encoder_name} {m.encoder['version']} ({m.dim}-d), index {m.index}, tiles "
-                f"{t.tile_px} px at {t.target_mpp} mpp)")
+        return library_summary(self.root, self.store, self.manifest)
 
     # -- encoders ----------------------------------------------------------------------------
     @property
@@ -196,14 +185,9 @@ class Library:
 
     def _summarise_missing(self) -> None:
         """Store slide summaries for sources indexed before they existed (once, on demand)."""
-        version = self.store.data_version()
-        if self._summaries_checked == version:
-            return
-        missing = self.store.sources_without_summaries()
-        if missing:
-            with write_lock(self.root):
-                self.store.write_summaries(missing, self.manifest.dim)
-        self._summaries_checked = self.store.data_version()
+        if self._summaries_checked != self.store.data_version():
+            self.store.summarise_missing(self.manifest.dim, write_lock(self.root))
+            self._summaries_checked = self.store.data_version()
 
     # -- adding and removing -----------------------------------------------------------------
     def add(self, paths: list[str | Path] | str | Path, labels: str | Path | None = None,
@@ -231,27 +215,10 @@ class Library:
 
     def remove(self, key: str | Path) -> Removed:
         """Delete a source (path, file name, sha256 or id) with its tiles, or a report by id."""
-        sources = self.store.find_sources(str(key))
-        reports = self.store.find_reports(str(key))
-        if not sources and not reports:
-            raise InputError(f"{key}: no such source or report in {self.root} (give a path, "
-                             "file name, sha256, id or report_id; see 'histoseek list')")
-        with write_lock(self.root):
-            tile_ids = None
-            if sources:
-                self.indexes["image"]  # loaded (reconciled) before SQLite changes under it
-                tile_ids = self.store.delete_sources(pk for pk, _ in sources)
-                self.indexes.remove("image", tile_ids)
-            if reports:
-                spaces: list[VectorSpace] = [s for s in ("text", "joint")
-                                             if self.store.id_digest(s)[0]]
-                for space in spaces:
-                    self.indexes[space]
-                self.store.delete_reports(reports)
-                for space in spaces:
-                    self.indexes.remove(space, np.asarray(reports, np.int64))
-            self.save()
-        return Removed(len(sources), 0 if tile_ids is None else len(tile_ids), len(reports))
+        from histoseek.ingest.removal import remove_records
+
+        return remove_records(key, root=self.root, store=self.store, indexes=self.indexes,
+                              lock=write_lock(self.root))
 
     # -- searching and describing ----------------------------------------------------------
     def search(self, image: ImageQuery | None = None, text: str | None = None,
@@ -293,43 +260,15 @@ class Library:
         them (default: the colorectal EBHI set). A slide indexed in this library is
         classified from its stored tile vectors; any other is tiled and encoded now.
         """
-        from histoseek.knowledge.tree import EBHI_SEG_CLASSES
-
-        prompts = resolve_classes(classes, EBHI_SEG_CLASSES)
-        encoder = self._searcher.image_text_tower()
-        own = self.store.source_by_path(slide)
-        if own is None:
-            return classify_slide_file(slide, encoder, self.tiling, prompts, mpp, max_tiles,
-                                       progress, top_k=top_k, min_margin=min_margin)
-        key = tuple((name, tuple(texts)) for name, texts in prompts.items())
-        if key not in self._class_vectors:  # prompts embed once per library, not per slide
-            self._class_vectors[key] = class_vectors(encoder, prompts)
-        ids, boxes = self.store.source_tiles(own)
-        return classify_tiles(str(slide), self.store.vectors_for("image", ids, self.manifest.dim),
-                              boxes, (list(prompts), self._class_vectors[key]),
-                              mpp=self.tiling.target_mpp, top_k=top_k, min_margin=min_margin,
-                              tile_ids=ids)
+        return self._classifier(slide, classes, mpp, top_k, min_margin, max_tiles, progress)
 
     def hit_picture(self, hit: Hit, px: int | None = None) -> np.ndarray:
-        """What a retrieval grid shows for a hit: a slide hit as its thumbnail with its
-        matched boxes numbered; a tile or region hit as its pixels (``hit_pixels``)."""
-        if hit.kind == "slide" and hit.path is not None and hit.regions:
-            from histoseek.viz.slide_thumbnail import boxed_thumbnail
-
-            boxes = [(r.x, r.y, r.w or 1, r.h or 1) for r in hit.regions
-                     if r.x is not None and r.y is not None]
-            return boxed_thumbnail(hit.path, boxes, px or self.tiling.tile_px)
-        return self.hit_pixels(hit, px)
+        """A hit as a retrieval grid shows it (``viz.hit_pixels.hit_picture``)."""
+        return hit_picture(hit, px or self.tiling.tile_px)
 
     def hit_pixels(self, hit: Hit, px: int | None = None) -> np.ndarray:
-        """The pixels a tile, region or slide hit points at, as uint8 ``[px, px, 3]``: a
-        region's whole box, a slide's best tile."""
-        target = hit if hit.kind == "region" or not hit.regions else hit.regions[0]
-        if target.path is None or target.x is None:
-            raise InputError(f"hit {hit.id} ({hit.kind}) has no pixels to show")
-        with open_slide(target.path) as slide:
-            return read_region_tile(slide, target.x, target.y, target.w or 1, target.h or 1,
-                                    px or self.tiling.tile_px)
+        """The pixels a hit points at, uint8 ``[px, px, 3]`` (``viz.hit_pixels``)."""
+        return hit_pixels(hit, px or self.tiling.tile_px)
 
     def write_heatmaps(self, hits: list[Hit], folder: str | Path, title: str = "") -> list[Path]:
         """A heatmap PNG per slide in ``hits``, of the latest tile/region/slide search."""
@@ -345,18 +284,7 @@ class Library:
 
     def info(self) -> dict[str, Any]:
         """Counts and settings, as ``histoseek info`` prints them."""
-        enc = self.manifest.encoder
-        return {
-            "path": str(self.root),
-            **self.store.counts(),
-            "labels": self.store.labels(),
-            "encoder": {"name": enc["name"], "version": enc["version"], "dim": enc["dim"],
-                        "modalities": enc["modalities"], "pretrained": enc.get("pretrained")},
-            "text_encoder": self.manifest.text_encoder,
-            "index": self.manifest.index,
-            "tiling": self.manifest.tiling,
-            "slide_summary_bytes": self.store.summary_bytes(),
-        }
+        return library_info(self.root, self.store, self.manifest)
 
 
 def _checked(root: Path, stored: EncoderInfo, enc: Encoder) -> Encoder:

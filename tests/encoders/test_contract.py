@@ -10,11 +10,11 @@ from functools import cache
 import numpy as np
 import pytest
 
-from conftest import he_like_pixels
 from histoseek import create_encoder
 from histoseek.encoders.base import Encoder
 from histoseek.encoders.registry import get_encoder_spec, list_encoders
 from histoseek.errors import InputError, NoTextTowerError, WeightsNotFoundError
+from synthetic_images import he_like_pixels
 
 TEXTS = ["a", "b"]
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import he_like_pixels
 from histoseek import create_encoder
 from histoseek.encoders.base import Encoder
 from histoseek.knowledge.tree import class_prompts, default_tree
 from histoseek.models.factory import get_model_config, save_weights, sha256_of
+from synthetic_images import he_like_pixels
 
 NAME = "histoseek-base"
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import he_like_pixels
 from histoseek.errors import MissingMppError, SlideReadError
 from histoseek.slides.reader import (
     ImageSlide,
@@ -19,6 +18,7 @@ from histoseek.slides.reader import (
     open_slide,
 )
 from histoseek.slides.tiling import TilingConfig, tile_slide
+from synthetic_images import he_like_pixels
 
 BACKENDS = {"auto": OpenSlideSlide, "openslide": OpenSlideSlide, "tiffslide": TiffSlideSlide}
 # The pyramid fixture's pixels (seed 0), what its three levels were written from.

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import he_like_pixels, write_pyramid_tiff
 from histoseek.errors import MissingMppError
 from histoseek.slides.reader import open_slide
 from histoseek.slides.tiling import (
@@ -20,6 +19,7 @@ from histoseek.slides.tiling import (
     read_tile,
     tile_slide,
 )
+from synthetic_images import he_like_pixels, write_pyramid_tiff
 
 CONFIG = TilingConfig(target_mpp=0.5, tile_px=224, min_tissue=0.5)
 PIXELS = he_like_pixels(1536, 2048)  # what the pyramid_tiff fixture holds

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import he_like_pixels
 from histoseek.slides.tissue import MAX_SAT, box_fractions, tissue_mask
+from synthetic_images import he_like_pixels
 
 
 def white(h: int = 200, w: int = 200, noise: int = 0, seed: int = 0) -> np.ndarray:

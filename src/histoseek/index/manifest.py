@@ -43,6 +43,13 @@ class LibraryManifest:
     def dim(self) -> int:
         return int(self.encoder["dim"])
 
+    def differences(self, asked: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """``{setting: (stored, asked)}`` for the asked settings (tiling fields, index,
+        pretrained, encoder) that differ from this library's."""
+        stored = {**self.tiling, "index": self.index, "pretrained": self.pretrained,
+                  "encoder": self.encoder_name}
+        return {k: (stored.get(k), v) for k, v in asked.items() if stored.get(k) != v}
+
     def with_text_encoder_info(self, info: dict[str, Any]) -> LibraryManifest:
         return replace(self, text_encoder_info=info)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,6 +175,13 @@ class RecordStore:
         return [r[0] for r in self.conn.execute(
             "SELECT s.id FROM sources s WHERE s.n_tiles > 0 AND NOT EXISTS"
             " (SELECT 1 FROM slide_summaries m WHERE m.source = s.id) ORDER BY s.id")]
+
+    def summarise_missing(self, dim: int, lock: AbstractContextManager[Any]) -> None:
+        """Summarise, under the writer's ``lock``, every source that has no summaries."""
+        missing = self.sources_without_summaries()
+        if missing:
+            with lock:
+                self.write_summaries(missing, dim)
 
     def write_summaries(self, source_pks: Sequence[int], dim: int) -> None:
         """Summarise ``source_pks`` from their stored tiles, in one transaction each."""

@@ -166,3 +166,32 @@ def classify_slide_file(path: str | Path, encoder: Encoder, tiling: Any,
         leave=False)])
     return classify_tiles(str(path), vectors, boxes, (list(classes), vectors_of),
                           mpp=tiling.target_mpp, **pooling)
+
+
+class SlideClassifier:
+    """``Library.classify``: stored tile vectors for an indexed slide (no pixels read), else
+    tiles and encodes the file; each set of class prompts is embedded once."""
+
+    def __init__(self, store: Any, tiling: Any, dim: int, encoder: Any) -> None:
+        self.store, self.tiling, self.dim, self.encoder = store, tiling, dim, encoder
+        self._class_vectors: dict[tuple[Any, ...], np.ndarray] = {}
+
+    def __call__(self, slide: str | Path, classes: str | Path | list[str] | None = None,
+                 mpp: float | None = None, top_k: int = TOP_K, min_margin: float = MIN_MARGIN,
+                 max_tiles: int = 2000, progress: bool = True) -> SlideClassification:
+        from histoseek.knowledge.tree import EBHI_SEG_CLASSES
+
+        prompts = resolve_classes(classes, EBHI_SEG_CLASSES)
+        encoder = self.encoder()
+        own = self.store.source_by_path(slide)
+        if own is None:
+            return classify_slide_file(slide, encoder, self.tiling, prompts, mpp, max_tiles,
+                                       progress, top_k=top_k, min_margin=min_margin)
+        key = tuple((name, tuple(texts)) for name, texts in prompts.items())
+        if key not in self._class_vectors:
+            self._class_vectors[key] = class_vectors(encoder, prompts)
+        ids, boxes = self.store.source_tiles(own)
+        return classify_tiles(str(slide), self.store.vectors_for("image", ids, self.dim), boxes,
+                              (list(prompts), self._class_vectors[key]),
+                              mpp=self.tiling.target_mpp, top_k=top_k, min_margin=min_margin,
+                              tile_ids=ids)

@@ -11,9 +11,10 @@ library. Instead:
 2. **Re-rank** the candidates by bag-to-bag similarity: for each query mosaic tile its best
    match in the candidate's mosaic, centred on that tile's mean best match over the
    candidates, then the median over the query tiles (Yottixel's "median of minimum
-   distances", made query-adaptive; see ``rerank``). A hit's score is thus how much better
-   than a typical candidate it matches (0 = typical). The best matches are the hit's region
-   pairs: query box ↔ hit box, both level-0 pixels with their mpp, with their cosine.
+   distances", made query-adaptive; see ``rerank``). A hit's score is the typical
+   candidate's median match plus how much better than typical this one matches. The
+   matches that most set it apart (largest centred value) are the hit's region pairs:
+   query box ↔ hit box, both level-0 pixels with their mpp, with their cosine.
 """
 
 from __future__ import annotations
@@ -132,10 +133,12 @@ def rerank(query: SlideSummary, candidates: dict[int, SlideSummary], pairs: int 
         best_rows.append(sims.argmax(axis=1))
         best_sims.append(sims.max(axis=1))
     best = np.asarray(best_sims)  # [candidates, query rows]
-    centred = best - best.mean(axis=0) if len(sources) > 1 else best
+    typical = best.mean(axis=0) if len(sources) > 1 else np.zeros(best.shape[1])
+    centred = best - typical
+    level = float(np.median(typical))  # puts scores back on the cosine scale; same for all
     ranked = []
     for c, source in enumerate(sources):
-        order = np.argsort(-best[c])
+        order = np.argsort(-centred[c])  # pairs that set it apart, not shared background
         chosen: list[tuple[int, int, float]] = []
         used: set[int] = set()
         for qi in order.tolist():
@@ -146,6 +149,6 @@ def rerank(query: SlideSummary, candidates: dict[int, SlideSummary], pairs: int 
             chosen.append((qi, row, float(best[c, qi])))
             if len(chosen) == pairs:
                 break
-        ranked.append(Candidate(source, float(np.median(centred[c])), tuple(chosen)))
+        ranked.append(Candidate(source, level + float(np.median(centred[c])), tuple(chosen)))
     ranked.sort(key=lambda c: -c.score)
     return ranked

@@ -23,6 +23,7 @@ from histoseek.service.deepzoom import DeepZoomCache
 from histoseek.service.errors import install_error_handlers
 from histoseek.service.paths import resolve_roots
 from histoseek.service.routes import pictures, records, search, writes
+from histoseek.service.routes.page import install_page
 from histoseek.service.settings import ServiceSettings
 from histoseek.service.state import Service
 from histoseek.service.uploads import BodyLimit
@@ -86,4 +87,5 @@ def create_app(library: str | Path, settings: ServiceSettings | None = None, *,
     for module in (records, search, pictures):
         app.include_router(module.router, dependencies=reads)
     app.include_router(writes.router)
+    install_page(app)  # the web page at / and /static
     return app
