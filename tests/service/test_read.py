@@ -50,12 +50,16 @@ def test_sources_slides_and_one_source(client: TestClient, built: Built) -> None
     assert detail["links"]["dzi"] == f"/slides/{first['id']}.dzi"
     assert_error(client.get("/sources/999999"), 404)
     assert_error(client.get("/slides/999999"), 404)
+    for digits in ("\u00b9", "\u0661"):  # isdigit() but not ASCII (found by schemathesis)
+        assert_error(client.get(f"/sources/{digits}"), 404)
 
 
 def test_reports(client: TestClient) -> None:
     listed = client.get("/reports").json()
     assert listed["total"] == 2
     assert [r["report_id"] for r in listed["reports"]] == [r["report_id"] for r in REPORTS]
+    assert client.get("/reports", params={"offset": 2**63 - 1}).json()["reports"] == []
+    assert_error(client.get("/reports", params={"offset": 2**64}), 422)  # found by schemathesis
     one = client.get("/reports/r-polyp").json()
     assert one["text"] == REPORTS[0]["text"] and one["label"] == "polyp"
     assert_error(client.get("/reports/nope"), 404)

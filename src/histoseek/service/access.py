@@ -224,7 +224,8 @@ class Catalog:
         with self._lock:
             self._refresh()
             text = str(key).strip()
-            if text.isdigit() and int(text) in self._rows:
+            # isascii: '¹' or '١' pass isdigit, and int() fails on or reinterprets them
+            if text.isascii() and text.isdigit() and int(text) in self._rows:
                 return self._rows[int(text)]
             found = [r for r in self._rows.values()
                      if text in (str(r["path"]), r["name"], r["sha256"])]

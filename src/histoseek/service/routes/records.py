@@ -13,7 +13,8 @@ from histoseek.slides.reader import open_slide
 
 router = APIRouter(tags=["records"])
 Limit = Annotated[int | None, Query(ge=1, le=100_000, description="at most this many")]
-Offset = Annotated[int, Query(ge=0, description="skip this many first")]
+SQLITE_MAX = 2**63 - 1  # larger integers overflow SQLite's (OFFSET in /reports)
+Offset = Annotated[int, Query(ge=0, le=SQLITE_MAX, description="skip this many first")]
 
 
 @router.get("/info", summary="Counts and settings (histoseek info)")
