@@ -131,23 +131,23 @@ class Searcher:
         if target == "reports":
             self.image_text_tower()
             return self._ranked("joint", _mean(vectors), k, where, exclude)[0]
-        self.last_image_query = _mean(vectors)
+        query = self.last_image_query = _mean(vectors)
         if target == "slides" and kind == "text":  # MI-Zero: a slide's top tiles speak for it
-            tiles = self._ranked("image", _mean(vectors), max(64 * k, 512), where, exclude)[0]
+            tiles = self._ranked("image", query, max(64 * k, 512), where, exclude)[0]
             return pool_top_k(tiles, k)
         if target == "slides":
             per_tile = self._ranked("image", vectors, max(4 * k, 32), where, exclude)
             return aggregate_slides(per_tile, k)
         if group:
-            return self._grouped(_mean(vectors), k, where, exclude)
+            return self._grouped(query, k, where, exclude)
         if level == "region":
             shape, own = (2, 2), None  # a tile or text query: regions of 2 x 2 tiles
             if kind == "region":
                 shape = region_grid
                 own = None if include_query_region else (path, (x, y, w, h))
-            return self._regions(_mean(vectors), k, where, exclude, shape, own,
+            return self._regions(query, k, where, exclude, shape, own,
                                  vectors if kind == "region" else None)
-        return self._ranked("image", _mean(vectors), k, where, exclude)[0]
+        return self._ranked("image", query, k, where, exclude)[0]
 
     def _regions(self, query: np.ndarray, k: int, where: dict[str, Any] | None,
                  exclude: dict[str, Any] | None, shape: tuple[int, int],
