@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from histoseek.service.errors import ApiError, error_response
+from histoseek.slides.reader import sniff_image
 
 # container → the suffix the library's readers expect for it
 IMAGE_SUFFIX = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
@@ -63,21 +64,6 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
-
-
-def sniff_image(head: bytes) -> str | None:
-    """The image container named by its first bytes, whatever the file is called."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if head.startswith(b"BM"):
-        return "BMP"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    return None
 
 
 def check_image(data: bytes, max_pixels: int, what: str = "upload") -> str:

@@ -264,8 +264,13 @@ def _check_mode(path: Path, image: Image.Image) -> None:
 def _sniff_kind(path: Path) -> str | None:
     """Name the container from its first bytes, whatever the file is called."""
     with open(path, "rb") as fh:
-        head = fh.read(16)
-    if head.startswith(b"\x89PNG"):
+        return sniff_image(fh.read(16))
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The image container named by its first bytes (PNG, JPEG, TIFF, BMP, WEBP), or None;
+    the service judges uploads by the same rule."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "PNG"
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
