@@ -122,14 +122,7 @@ def aggregate_slides(per_query: list[list[Hit]], k: int, regions_per_slide: int 
     for key, scores in best.items():
         total = sum(scores.get(qi, floors[qi]) for qi in range(len(per_query)))
         regions = sorted(tiles_of[key].values(), key=lambda h: -h.score)[:regions_per_slide]
-        top = regions[0]
-        results.append(Hit(
-            score=float(total / max(len(per_query), 1)),
-            kind="image" if top.source_kind == "image" else "slide", id=top.id,
-            path=top.path, source_id=top.source_id, slide=top.slide, mpp=top.mpp,
-            label=top.label, source_kind=top.source_kind, metadata=top.metadata,
-            regions=tuple(regions),
-        ))
+        results.append(source_hit(float(total / max(len(per_query), 1)), regions))
     results.sort(key=lambda h: -h.score)
     return results[:k]
 
@@ -151,15 +144,18 @@ def pool_top_k(tiles: list[Hit], k: int, top: int = 5) -> list[Hit]:
     for hits in by_source.values():
         hits.sort(key=lambda h: -h.score)
         scores = [h.score for h in hits[:top]] + [floor] * max(0, top - len(hits))
-        best = hits[0]
-        results.append(Hit(
-            score=float(np.mean(scores)),
-            kind="image" if best.source_kind == "image" else "slide", id=best.id,
-            path=best.path, source_id=best.source_id, slide=best.slide, mpp=best.mpp,
-            label=best.label, source_kind=best.source_kind, metadata=best.metadata,
-            regions=tuple(hits[:top])))
+        results.append(source_hit(float(np.mean(scores)), hits[:top]))
     results.sort(key=lambda h: -h.score)
     return results[:k]
+
+
+def source_hit(score: float, regions: list[Hit]) -> Hit:
+    """A slide (or image) hit standing for the source of ``regions``, best tile first."""
+    top = regions[0]
+    return Hit(score=score, kind="image" if top.source_kind == "image" else "slide",
+               id=top.id, path=top.path, source_id=top.source_id, slide=top.slide,
+               mpp=top.mpp, label=top.label, source_kind=top.source_kind,
+               metadata=top.metadata, regions=tuple(regions))
 
 
 def group_by_slide(hits: list[Hit]) -> list[Hit]:
