@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,20 @@ def synthetic_library(factory: pytest.TempPathFactory) -> Built:
             lib.add([s.path for s in slides], labels=labels, progress=False)
         _BUILT["lib"] = Built(root / "lib", slides, root / "tiles", labels)
     return _BUILT["lib"]
+
+
+@pytest.fixture(scope="module", name="built")
+def built_fixture(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """The shared library (import this fixture and ``lib_fixture`` into a test module)."""
+    return synthetic_library(tmp_path_factory)
+
+
+@pytest.fixture(name="lib")
+def lib_fixture(built: Built) -> Iterator[Library]:
+    """The shared library opened read-only with the fake encoder."""
+    library = Library.open(built.lib, encoder=FakeHist())
+    yield library
+    library.close()
 
 
 def copy_library(built: Built, dest: Path) -> Path:

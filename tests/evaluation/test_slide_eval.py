@@ -19,21 +19,15 @@ from histoseek.evaluation.slide_eval import (
 from histoseek.evaluation.synthetic_slides import SyntheticRegion, SyntheticSlide
 from histoseek.library import Library
 from histoseek.search.hits import Hit
-from slide_library import Built, FakeHist, largest_region_source, synthetic_library
+from slide_library import (
+    Built,
+    FakeHist,
+    built_fixture,  # noqa: F401 (a fixture)
+    largest_region_source,
+    lib_fixture,  # noqa: F401 (a fixture)
+)
 
 CLASSES = "adenocarcinoma,normal,polyp"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return synthetic_library(tmp_path_factory)
-
-
-@pytest.fixture
-def lib(built: Built) -> Library:
-    library = Library.open(built.lib, encoder=FakeHist())
-    yield library
-    library.close()
 
 
 def in_unit_interval(*values: float) -> bool:

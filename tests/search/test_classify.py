@@ -20,7 +20,12 @@ from histoseek.search.classify import (
     classify_tiles,
     resolve_classes,
 )
-from slide_library import Built, FakeHist, synthetic_library, use_fake_encoder
+from slide_library import (
+    Built,
+    built_fixture,  # noqa: F401 (a fixture)
+    lib_fixture,  # noqa: F401 (a fixture)
+    use_fake_encoder,
+)
 
 COLOUR_CLASSES = "adenocarcinoma,normal,polyp"  # knowledge-tree entities FakeHist can "read"
 
@@ -198,18 +203,6 @@ def test_an_unknown_class_name_is_refused() -> None:
 
 
 # -- Library.classify on synthetic slides ------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return synthetic_library(tmp_path_factory)
-
-
-@pytest.fixture
-def lib(built: Built) -> Library:
-    library = Library.open(built.lib, encoder=FakeHist())
-    yield library
-    library.close()
-
 
 def inside(box: tuple[int, int, int, int], region: tuple[int, int, int, int]) -> bool:
     x, y, w, h = box

@@ -11,14 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 from histoseek.library import Library
-from slide_library import Built, FakeHist, copy_library, synthetic_library, use_fake_encoder
+from slide_library import (
+    Built,
+    FakeHist,
+    built_fixture,  # noqa: F401 (a fixture)
+    copy_library,
+    use_fake_encoder,
+)
 
 GHOST = "ghost-slide-9"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return synthetic_library(tmp_path_factory)
 
 
 def write_reports(path: Path, built: Built) -> Path:

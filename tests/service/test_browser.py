@@ -82,20 +82,27 @@ def browser() -> Iterator[Any]:
         launched.close()
 
 
-@pytest.fixture
-def page(browser: Any, base_url: str) -> Iterator[Any]:
-    """A fresh page at 1280×800 on the loaded library; fails on any script error."""
-    context = browser.new_context(viewport=WIDE, base_url=base_url)
+@contextmanager
+def new_page(browser: Any, url: str) -> Iterator[Any]:
+    """A fresh page at 1280×800 opened at ``url``; fails on any script or console error."""
+    context = browser.new_context(viewport=WIDE, base_url=url)
     context.set_default_timeout(TIMEOUT_MS)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
     tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    tab.goto(base_url)
-    tab.wait_for_selector("body[data-ready]")
+    tab.goto(url)
     yield tab
     context.close()
     assert not errors, errors
+
+
+@pytest.fixture
+def page(browser: Any, base_url: str) -> Iterator[Any]:
+    """A fresh page on the loaded library."""
+    with new_page(browser, base_url) as tab:
+        tab.wait_for_selector("body[data-ready]")
+        yield tab
 
 
 def shoot(page: Any, name: str, full_page: bool = False) -> Path:
@@ -402,14 +409,7 @@ def test_classify_shows_class_probabilities(page: Any) -> None:
 
 
 def test_a_private_service_asks_for_the_token(browser: Any, built: Built) -> None:
-    with serving(built.library, private=True) as url:
-        context = browser.new_context(viewport=WIDE)
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(url)
+    with serving(built.library, private=True) as url, new_page(browser, url) as page:
         page.wait_for_function("document.querySelector('#library').textContent"
                                ".includes('private')")
         assert page.evaluate("document.activeElement.id") == "token"
@@ -420,5 +420,3 @@ def test_a_private_service_asks_for_the_token(browser: Any, built: Built) -> Non
         open_first_slide_hit(page)  # searches, pictures and Deep Zoom tiles carry the token
         page.wait_for_function("window.histoseek.viewer.world.getItemAt(0).getFullyLoaded()")
         wait_pictures(page)
-        context.close()
-        assert not errors, errors

@@ -14,15 +14,14 @@ from rich.console import Console
 from histoseek.library import Library
 from histoseek.search.classify import SlideClassification
 from histoseek.viz.classify_picture import print_classification, write_classification_heatmap
-from slide_library import Built, FakeHist, synthetic_library
+from slide_library import (
+    Built,
+    FakeHist,
+    built_fixture,  # noqa: F401 (a fixture)
+)
 
 CLASSES = "adenocarcinoma,normal,polyp"
 MARK_RGB = (0x00, 0xE5, 0xFF)  # the driving-tile boxes of viz.heatmap
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return synthetic_library(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,13 @@ from typer.testing import CliRunner
 
 from histoseek.library import Library
 from histoseek.viz.slide_thumbnail import BOX_RGB, boxed_thumbnail
-from slide_library import COLOURS, Built, FakeHist, synthetic_library, use_fake_encoder
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
-    return synthetic_library(tmp_path_factory)
-
-
-@pytest.fixture
-def lib(built: Built) -> Library:
-    library = Library.open(built.lib, encoder=FakeHist())
-    yield library
-    library.close()
+from slide_library import (
+    COLOURS,
+    Built,
+    built_fixture,  # noqa: F401 (a fixture)
+    lib_fixture,  # noqa: F401 (a fixture)
+    use_fake_encoder,
+)
 
 
 def box_coloured(pixels: np.ndarray, tol: int = 40) -> np.ndarray:
