@@ -92,6 +92,9 @@ def index(
         Path | None, typer.Option(help="CSV report_id,text[,source_id,label]")] = None,
     index_type: Annotated[str | None, typer.Option(
         "--index", help="flat | hnsw | ivfpq, for a new library [default: flat]")] = None,
+    vector_store: Annotated[str | None, typer.Option(
+        help="where a new library keeps its vectors: faiss, a Milvus Lite file PATH.db, or a "
+             "Milvus server http://host:19530 [default: faiss]")] = None,
     batch_size: Annotated[int, typer.Option(help="tiles per encoder batch")] = 64,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "cpu",
 ) -> None:
@@ -109,7 +112,7 @@ def index(
                                 ("min_tissue", min_tissue)) if v is not None}
     lib = Library.open_or_create(library, encoder=encoder, pretrained=pretrained,
                                  index=index_type, tiling=tiling,  # type: ignore[arg-type]
-                                 device=device)
+                                 device=device, vector_store=vector_store)
     failed = 0
     with lib:
         if paths:
@@ -374,6 +377,26 @@ def remove(
     parts = ([f"{removed.sources} source(s), {removed.tiles} tiles"] if removed.sources else [])
     parts += [f"{removed.reports} report(s)"] if removed.reports else []
     console.print(f"removed {source}: {' and '.join(parts)}", highlight=False)
+
+
+@app.command()
+def migrate(
+    library: Annotated[Path, typer.Argument(help="library folder")],
+    to: Annotated[str, typer.Option(
+        help="faiss, a Milvus Lite file PATH.db, or a Milvus server http://host:19530")],
+) -> None:
+    """Move a library's vector indexes to another backend, rebuilt from its stored vectors.
+
+    The library folder (SQLite records and vectors) stays where it is; only the ANN index
+    moves. The old backend's files or collections are left untouched.
+    """
+    from histoseek.library import Library
+
+    with Library.open(library) as lib:
+        done = lib.migrate(to)
+    copied = ", ".join(f"{n:,} {space}" for space, n in done.vectors.items()) or "no"
+    console.print(f"{library}: {copied} vectors copied from {done.source} to {done.target}; "
+                  "the library now searches there", highlight=False)
 
 
 @app.command()

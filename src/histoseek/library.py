@@ -1,7 +1,8 @@
 """``Library``: the one API that the CLI, the service and scripts call.
 
 A library is a folder: ``library.sqlite`` (records, vectors, manifest) and ``vectors/*.faiss``
-(one FAISS index per vector space, see ``index.spaces``). This class only wires the parts
+(one FAISS index per vector space, see ``index.spaces``), or a Milvus collection per space
+(``index.backends``). This class only wires the parts
 together: ``ingest`` adds, ``search`` queries, ``index`` stores.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 from histoseek.encoders.base import Encoder, EncoderInfo
 from histoseek.encoders.registry import create_encoder
 from histoseek.errors import LibraryError, LibraryMismatchError
+from histoseek.index.backends import backend_spec, open_backend
 from histoseek.index.describe import library_info, library_summary
 from histoseek.index.lock import write_lock
 from histoseek.index.manifest import LibraryManifest
@@ -33,6 +35,7 @@ from histoseek.slides.tiling import TilingConfig
 from histoseek.viz.hit_pixels import hit_picture, hit_pixels
 
 if TYPE_CHECKING:  # ingest (tqdm, threads, file discovery) loads on the first add, not on search
+    from histoseek.index.migrate import Migrated
     from histoseek.ingest.results import IngestReport
 
 DB_NAME = "library.sqlite"
@@ -53,13 +56,18 @@ class Library:
             self._encoder = _checked(root, EncoderInfo.from_dict(self.manifest.encoder), encoder)
         if text_encoder is not None:
             self._adopt_text_encoder(text_encoder)
-        self.indexes = SpaceIndexes(root / "vectors", store, self.manifest.index,
-                                    self.manifest.index_options, self._space_dim)
         self._summaries_checked: tuple[int, int] | None = None
-        self._searcher = Searcher(store, self.indexes, self.tiling, self.manifest.dim,
+        self._open_indexes()
+
+    def _open_indexes(self) -> None:
+        backend = open_backend(self.manifest.vector_store, self.root, self.manifest.index,
+                               self.manifest.index_options,
+                               lambda space, ids: self.store.tile_sources(ids))
+        self.indexes = SpaceIndexes(backend, self.store, self._space_dim)
+        self._searcher = Searcher(self.store, self.indexes, self.tiling, self.manifest.dim,
                                   lambda: self.encoder, lambda: self.text_encoder,
                                   self._summarise_missing)
-        self._classifier = SlideClassifier(store, self.tiling, self.manifest.dim,
+        self._classifier = SlideClassifier(self.store, self.tiling, self.manifest.dim,
                                            self._searcher.image_text_tower)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -67,14 +75,19 @@ class Library:
     def create(cls, path: str | Path, encoder: str | Encoder = DEFAULT_ENCODER,
                pretrained: str | None = None, text_encoder: str | Encoder = "minilm",
                index: IndexKind = "flat", tiling: TilingConfig | None = None,
-               device: str = "cpu") -> Library:
-        """Make a new library folder for ``encoder`` (a registry name or an ``Encoder``)."""
+               device: str = "cpu", vector_store: str | None = None) -> Library:
+        """Make a new library folder for ``encoder`` (a registry name or an ``Encoder``).
+
+        ``vector_store``: ``faiss`` (default, files in the folder), a Milvus Lite file
+        (``PATH.db``) or a Milvus server URI (``http://host:19530``).
+        """
         root = Path(path)
         if (root / DB_NAME).exists():
             raise LibraryError(f"{root}: a library exists here already; open it instead")
         if root.exists() and not root.is_dir():
             raise LibraryError(f"{root}: exists and is not a folder")
         FaissIndex(1, index)  # validates the index kind before anything is written
+        store_spec = backend_spec(vector_store)
         enc = encoder if isinstance(encoder, Encoder) else create_encoder(
             encoder, pretrained=pretrained, device=device)
         text = text_encoder if isinstance(text_encoder, Encoder) else None
@@ -84,6 +97,7 @@ class Library:
             encoder={**enc.info.to_dict(), "pretrained": pretrained},
             tiling=asdict(tiling or TilingConfig()), index=index,
             text_encoder=text.info.name if text else str(text_encoder),
+            vector_store=store_spec,
         ).save(store)
         return cls(root, store, device, encoder=enc, text_encoder=text)
 
@@ -99,14 +113,17 @@ class Library:
     @classmethod
     def open_or_create(cls, path: str | Path, encoder: str | Encoder | None = None,
                        pretrained: str | None = None, index: IndexKind | None = None,
-                       tiling: dict[str, Any] | None = None, device: str = "cpu") -> Library:
+                       tiling: dict[str, Any] | None = None, device: str = "cpu",
+                       vector_store: str | None = None) -> Library:
         """Open ``path`` or create it (the CLI's ``index``); settings given must match.
 
         ``tiling`` holds only the ``TilingConfig`` fields the user set. An existing library
         with no records yet takes new settings instead of refusing them.
         """
         asked = {**(tiling or {}), "index": index, "pretrained": pretrained,
-                 "encoder": encoder.info.name if isinstance(encoder, Encoder) else encoder}
+                 "encoder": encoder.info.name if isinstance(encoder, Encoder) else encoder,
+                 "vector_store": None if vector_store is None else backend_spec(
+                     vector_store).get("uri", "faiss")}
         asked = {k: v for k, v in asked.items() if v is not None}
         root = Path(path)
         if (root / DB_NAME).is_file():
@@ -126,7 +143,7 @@ class Library:
                 stale.unlink()
         return cls.create(root, encoder=encoder or DEFAULT_ENCODER, pretrained=pretrained,
                           index=index or "flat", tiling=TilingConfig(**(tiling or {})),
-                          device=device)
+                          device=device, vector_store=vector_store)
 
     def is_empty(self) -> bool:
         counts = self.store.counts()
@@ -219,6 +236,18 @@ class Library:
 
         return remove_records(key, root=self.root, store=self.store, indexes=self.indexes,
                               lock=write_lock(self.root))
+
+    def migrate(self, to: str, progress: bool = True) -> Migrated:
+        """Move the vector indexes to ``to`` (``faiss``, ``PATH.db`` or a Milvus URI),
+        rebuilt from SQLite; the old backend's files or collections are left as they were."""
+        from histoseek.index.migrate import migrate_vectors
+
+        with write_lock(self.root):
+            self.save()
+            self.manifest, done = migrate_vectors(self.root, self.store, self.manifest, to,
+                                                  self._space_dim, progress)
+        self._open_indexes()
+        return done
 
     # -- searching and describing ----------------------------------------------------------
     def search(self, image: ImageQuery | None = None, text: str | None = None,

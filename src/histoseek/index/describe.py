@@ -13,7 +13,8 @@ def library_summary(root: Path, store: RecordStore, manifest: LibraryManifest) -
     c, m, t = store.counts(), manifest, manifest.tiling
     return (f"Library('{root}': {c['sources']} sources ({c['slides']} slides, "
             f"{c['images']} images), {c['tiles']} tiles, {c['reports']} reports; encoder "
-            f"{m.encoder_name} {m.encoder['version']} ({m.dim}-d), index {m.index}, tiles "
+            f"{m.encoder_name} {m.encoder['version']} ({m.dim}-d), index {m.index} in "
+            f"{m.vector_store['kind']}, tiles "
             f"{t['tile_px']} px at {t['target_mpp']} mpp)")
 
 
@@ -27,6 +28,7 @@ def library_info(root: Path, store: RecordStore, manifest: LibraryManifest) -> d
                     "modalities": enc["modalities"], "pretrained": enc.get("pretrained")},
         "text_encoder": manifest.text_encoder,
         "index": manifest.index,
+        "vector_store": manifest.vector_store_uri,
         "tiling": manifest.tiling,
         "slide_summary_bytes": store.summary_bytes(),
     }

@@ -11,7 +11,7 @@ from histoseek.index.vectors import IndexKind
 
 FORMAT_VERSION = 1
 MANIFEST_KEYS = ("format_version", "encoder", "text_encoder", "index", "tiling",
-                 "index_options")
+                 "index_options", "vector_store")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class LibraryManifest:
     index_options: dict[str, int] = field(
         default_factory=lambda: {"ef_search": 128, "nprobe": 16})
     format_version: int = FORMAT_VERSION
+    vector_store: dict[str, str] = field(default_factory=lambda: {"kind": "faiss"})
 
     @property
     def encoder_name(self) -> str:
@@ -40,6 +41,11 @@ class LibraryManifest:
         return self.encoder.get("pretrained")
 
     @property
+    def vector_store_uri(self) -> str:
+        """``faiss`` or the Milvus URI, as ``--vector-store`` takes it."""
+        return self.vector_store.get("uri", "faiss")
+
+    @property
     def dim(self) -> int:
         return int(self.encoder["dim"])
 
@@ -47,8 +53,11 @@ class LibraryManifest:
         """``{setting: (stored, asked)}`` for the asked settings (tiling fields, index,
         pretrained, encoder) that differ from this library's."""
         stored = {**self.tiling, "index": self.index, "pretrained": self.pretrained,
-                  "encoder": self.encoder_name}
+                  "encoder": self.encoder_name, "vector_store": self.vector_store_uri}
         return {k: (stored.get(k), v) for k, v in asked.items() if stored.get(k) != v}
+
+    def with_vector_store(self, spec: dict[str, str]) -> LibraryManifest:
+        return replace(self, vector_store=spec)
 
     def with_text_encoder_info(self, info: dict[str, Any]) -> LibraryManifest:
         return replace(self, text_encoder_info=info)
@@ -74,4 +83,5 @@ class LibraryManifest:
         text = meta["text_encoder"] or {"name": "minilm", "info": None}
         return cls(encoder=meta["encoder"], tiling=meta["tiling"], index=meta["index"],
                    text_encoder=text["name"], text_encoder_info=text.get("info"),
-                   index_options=meta["index_options"], format_version=meta["format_version"])
+                   index_options=meta["index_options"], format_version=meta["format_version"],
+                   vector_store=meta["vector_store"] or {"kind": "faiss"})

@@ -1,33 +1,32 @@
-"""The FAISS index of each vector space: loaded lazily, reconciled with SQLite, saved atomically.
+"""The vector index of each space: loaded lazily, reconciled with SQLite, saved atomically.
 
-SQLite is the source of truth; a FAISS file is a cache of it. On load the index's id set is
-compared with SQLite's (count, sum, max) and brought back in line after a crash, so search
-never returns a deleted record nor misses an inserted one.
+SQLite is the source of truth; an index (a FAISS file, or a Milvus collection) is a copy of
+it. On load the index's id set is compared with SQLite's and brought back in line after a
+crash, so search never returns a deleted record nor misses an inserted one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
+from histoseek.index.backends import VectorBackend
 from histoseek.index.spaces import VectorSpace
 from histoseek.index.store import RecordStore
-from histoseek.index.vectors import FaissIndex, IndexKind
+from histoseek.index.vectors import VectorIndex
 
 
 class SpaceIndexes:
-    """One ``FaissIndex`` per space under ``folder``, with the spaces changed since saving."""
+    """One index per space from ``backend``, with the spaces changed since saving."""
 
-    def __init__(self, folder: Path, store: RecordStore, kind: IndexKind,
-                 options: dict[str, int], dim_of: Callable[[VectorSpace], int]) -> None:
-        self.folder, self.store, self.kind, self.options = folder, store, kind, options
-        self.dim_of = dim_of
-        self._indexes: dict[VectorSpace, FaissIndex] = {}
+    def __init__(self, backend: VectorBackend, store: RecordStore,
+                 dim_of: Callable[[VectorSpace], int]) -> None:
+        self.backend, self.store, self.dim_of = backend, store, dim_of
+        self._indexes: dict[VectorSpace, VectorIndex] = {}
         self._dirty: set[VectorSpace] = set()
 
-    def __getitem__(self, space: VectorSpace) -> FaissIndex:
+    def __getitem__(self, space: VectorSpace) -> VectorIndex:
         if space not in self._indexes:
             self._indexes[space] = self._load(space)
         return self._indexes[space]
@@ -35,17 +34,25 @@ class SpaceIndexes:
     def mark_changed(self, space: VectorSpace) -> None:
         self._dirty.add(space)
 
-    def _load(self, space: VectorSpace) -> FaissIndex:
-        dim, path = self.dim_of(space), self.folder / f"{space}.faiss"
-        index = (FaissIndex.load(path, dim, self.kind, **self.options) if path.is_file()
-                 else FaissIndex(dim, self.kind, **self.options))
-        ids = index.ids()
-        mine = (len(ids), int(ids.sum()) if len(ids) else 0, int(ids.max()) if len(ids) else 0)
-        if mine != self.store.id_digest(space):
-            index = self._reconcile(space, index, ids)
+    def _load(self, space: VectorSpace) -> VectorIndex:
+        index = self.backend.load(space, self.dim_of(space))
+        if not self.agrees(space, index):
+            index = self._reconcile(space, index, index.ids())
         return index
 
-    def _reconcile(self, space: VectorSpace, index: FaissIndex, ids: np.ndarray) -> FaissIndex:
+    def agrees(self, space: VectorSpace, index: VectorIndex) -> bool:
+        """Whether the index holds SQLite's id set: (count, sum, max) of ids for FAISS,
+        whose id array is in memory; the count for Milvus, where ids are a scan away (a
+        crash leaves a count off, see ``_reconcile``; ``histoseek check`` compares ids)."""
+        count, total, top = self.store.id_digest(space)
+        if getattr(index, "filters_by_group", False):
+            return len(index) == count
+        ids = index.ids()
+        mine = (len(ids), int(ids.sum()) if len(ids) else 0, int(ids.max()) if len(ids) else 0)
+        return mine == (count, total, top)
+
+    def _reconcile(self, space: VectorSpace, index: VectorIndex, ids: np.ndarray
+                   ) -> VectorIndex:
         """Bring an index left stale by a crash back in line with SQLite."""
         db_ids = self.store.all_ids(space)
         extra = np.setdiff1d(ids, db_ids)
@@ -58,9 +65,9 @@ class SpaceIndexes:
         self._dirty.add(space)
         return index
 
-    def rebuild(self, space: VectorSpace) -> FaissIndex:
+    def rebuild(self, space: VectorSpace) -> VectorIndex:
         """A fresh index of the space from SQLite (when an index type cannot remove ids)."""
-        index = FaissIndex(self.dim_of(space), self.kind, **self.options)
+        index = self.backend.new(space, self.dim_of(space))
         for ids, vecs in self.store.iter_vectors(space, index.dim):
             index.add(ids, vecs)
         self._indexes[space] = index
@@ -73,10 +80,7 @@ class SpaceIndexes:
         self._dirty.add(space)
 
     def save(self) -> None:
-        """Write changed indexes atomically (temp file, fsync, rename)."""
-        if not self._dirty:
-            return
-        self.folder.mkdir(exist_ok=True)
+        """Write changed indexes (FAISS: temp file, fsync, rename)."""
         for space in sorted(self._dirty):
-            self._indexes[space].save(self.folder / f"{space}.faiss")
+            self.backend.save(space, self._indexes[space])
         self._dirty.clear()

@@ -1,7 +1,7 @@
 """Vector indexes behind one small interface, with a FAISS implementation.
 
-The interface (``VectorIndex``) is what the library calls; a Milvus backend can implement
-the same five methods. Vectors are float32 unit rows, scores are inner products (cosine).
+The interface (``VectorIndex``) is what the library calls; ``index.milvus_index`` implements
+it on Milvus. Vectors are float32 unit rows, scores are inner products (cosine).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class VectorIndex(Protocol):
     """What the library needs from a vector store."""
 
     dim: int
+    filters_by_group: bool  # True: filters arrive as source ids (``allow_groups``), see Milvus
 
     @property
     def scores_are_estimates(self) -> bool:
@@ -74,6 +75,8 @@ class FaissIndex:
     exact until ``IVFPQ_MIN_TRAIN`` vectors exist, then trains once on what is there.
     """
 
+    filters_by_group = False
+
     def __init__(self, dim: int, kind: IndexKind = "flat", ef_search: int = 128,
                  nprobe: int = 16, hnsw_m: int = 32) -> None:
         if kind not in INDEX_KINDS:
@@ -107,7 +110,7 @@ class FaissIndex:
         elif self.kind == "ivfpq" and trained_ivf and train is not None:
             nlist = int(np.clip(4 * math.sqrt(len(train)), 16, 65536))
             nlist = min(nlist, len(train) // 39)
-            m = _pq_subquantizers(self.dim)
+            m = pq_subquantizers(self.dim)
             quantizer = faiss.IndexFlatIP(self.dim)
             inner = faiss.IndexIVFPQ(quantizer, self.dim, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
             inner.train(train)
@@ -237,7 +240,7 @@ class FaissIndex:
         return self
 
 
-def _pq_subquantizers(dim: int) -> int:
+def pq_subquantizers(dim: int) -> int:
     """Largest divisor of ``dim`` giving sub-vectors of at least 4 dims, at most 64 codes."""
     for m in range(min(64, dim // 4), 0, -1):
         if dim % m == 0:

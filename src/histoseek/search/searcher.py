@@ -295,20 +295,23 @@ class Searcher:
                 ) -> list[list[Hit]]:
         """Top ``k`` hits of each query row in ``space``, filters applied inside FAISS."""
         index = self.indexes[space]
-        allow = deny = None
-        if where:
-            allow = self.store.filtered_ids(space, where, exclude)
-            if len(allow) == 0:
-                return [[] for _ in queries]
+        selection: dict[str, np.ndarray] = {}
+        if (where or exclude) and index.filters_by_group and space == "image":
+            # Milvus: the filter becomes an expression on the tiles' source ids
+            selection["allow_groups"] = self.store.filtered_sources(where, exclude)
+        elif where:
+            selection["allow"] = self.store.filtered_ids(space, where, exclude)
         elif exclude:
-            deny = np.setdiff1d(self.store.all_ids(space),
-                                self.store.filtered_ids(space, None, exclude))
+            selection["deny"] = np.setdiff1d(self.store.all_ids(space),
+                                             self.store.filtered_ids(space, None, exclude))
+        if any(len(v) == 0 for n, v in selection.items() if n != "deny"):
+            return [[] for _ in queries]
         if index.scores_are_estimates:
-            _, candidates = index.search(queries, k * RESCORE_FACTOR, allow=allow, deny=deny)
+            _, candidates = index.search(queries, k * RESCORE_FACTOR, **selection)
             scores, ids = rescore(queries, candidates, lambda found: self.store.vectors_for(
                 space, found, index.dim), min(k, candidates.shape[1]))
         else:
-            scores, ids = index.search(queries, k, allow=allow, deny=deny)
+            scores, ids = index.search(queries, k, **selection)
         wanted = ids[ids >= 0]
         wanted = (wanted if len(queries) == 1 else np.unique(wanted)).tolist()
         if space != "image":
