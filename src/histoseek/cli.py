@@ -97,6 +97,9 @@ def index(
              "Milvus server http://host:19530 [default: faiss]")] = None,
     batch_size: Annotated[int, typer.Option(help="tiles per encoder batch")] = 64,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto")] = "cpu",
+    ray: Annotated[str | None, typer.Option(
+        help="read and encode on a Ray cluster: auto (started by 'ray start'), local, or "
+             "ray://host:10001; this process still does every write")] = None,
 ) -> None:
     """Add slides, tiles and reports to a library (re-running resumes, never duplicates).
 
@@ -116,7 +119,7 @@ def index(
     failed = 0
     with lib:
         if paths:
-            result = lib.add(paths, labels=labels, mpp=mpp, batch_size=batch_size)
+            result = lib.add(paths, labels=labels, mpp=mpp, batch_size=batch_size, ray=ray)
             for note in result.grouped_notes():
                 _warn("note:", note)
             for failure in result.failures:

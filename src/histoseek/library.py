@@ -209,18 +209,21 @@ class Library:
     # -- adding and removing -----------------------------------------------------------------
     def add(self, paths: list[str | Path] | str | Path, labels: str | Path | None = None,
             mpp: float | None = None, metadata: dict[str, Any] | None = None,
-            batch_size: int = 64, progress: bool = True) -> IngestReport:
+            batch_size: int = 64, progress: bool = True, ray: str | None = None
+            ) -> IngestReport:
         """Index files and folders (``DIR/<class>/<file>`` gives labels). Re-adding is a no-op.
 
         ``labels`` is a CSV ``path,label[,source_id,slide_id,...]``; ``mpp`` overrides or
         supplies the scale. Bad files are skipped and listed in the report's ``failures``.
+        ``ray``: a Ray cluster address whose workers read and encode (``ingest.ray_ingest``).
         """
         from histoseek.ingest.files import add_files
 
         paths = [paths] if isinstance(paths, str | Path) else list(paths)
         return add_files(paths, store=self.store, indexes=self.indexes, encoder=self.encoder,
                          tiling=self.tiling, lock=write_lock(self.root), labels=labels, mpp=mpp,
-                         metadata=metadata, batch_size=batch_size, progress=progress)
+                         metadata=metadata, batch_size=batch_size, progress=progress,
+                         ray=ray, pretrained=self.manifest.pretrained)
 
     def add_reports(self, source: str | Path | list[Any]) -> IngestReport:
         """Index report texts (CSV ``report_id,text[,source_id,label]``, .txt, or a list)."""

@@ -126,6 +126,10 @@ class RecordStore:
             )
 
     # -- sources and tiles -------------------------------------------------------------------
+    def shas(self) -> set[str]:
+        """Every indexed file's sha256 (what a Ray ingest's workers skip)."""
+        return {r[0] for r in self.conn.execute("SELECT sha256 FROM sources")}
+
     def has_sha(self, sha256: str) -> bool:
         row = self.conn.execute("SELECT 1 FROM sources WHERE sha256 = ?", (sha256,)).fetchone()
         return row is not None

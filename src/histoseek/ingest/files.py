@@ -15,7 +15,7 @@ from histoseek.index.space_indexes import SpaceIndexes
 from histoseek.index.store import RecordStore
 from histoseek.ingest.discovery import apply_labels, discover, read_labels_csv, with_metadata
 from histoseek.ingest.results import IngestFailure, IngestReport
-from histoseek.ingest.stream import encode_files
+from histoseek.ingest.stream import FileResult, encode_files
 from histoseek.slides.tiling import TilingConfig
 
 CHECKPOINT_SECONDS = 60.0  # FAISS files are saved at least this often during a long ingest
@@ -25,9 +25,13 @@ def add_files(
     paths: list[str | Path], *, store: RecordStore, indexes: SpaceIndexes, encoder: Encoder,
     tiling: TilingConfig, lock: AbstractContextManager[None], labels: str | Path | None = None,
     mpp: float | None = None, metadata: dict[str, Any] | None = None, batch_size: int = 64,
-    progress: bool = True,
+    progress: bool = True, ray: str | None = None, pretrained: str | None = None,
 ) -> IngestReport:
-    """Index files and folders; a file already in the library (same sha256) is skipped."""
+    """Index files and folders; a file already in the library (same sha256) is skipped.
+
+    ``ray``: a Ray cluster address (``auto``, ``local``, ``ray://host:10001``) whose workers
+    read and encode (``ingest.ray_ingest``); this process still does every write.
+    """
     started = time.perf_counter()
     report = IngestReport()
     found = discover([Path(p) for p in paths])
@@ -46,8 +50,20 @@ def add_files(
                dynamic_ncols=True)
     last_save = time.monotonic()
     with lock:
-        for group in encode_files(jobs, encoder, tiling, mpp, store.has_sha,
-                                  batch_size=batch_size):
+        if ray is None:
+            groups = encode_files(jobs, encoder, tiling, mpp, store.has_sha,
+                                  batch_size=batch_size)
+        else:
+            from histoseek.ingest.ray_ingest import encode_files_ray
+
+            groups = encode_files_ray(
+                jobs, address=ray, encoder_name=encoder.info.name, pretrained=pretrained,
+                version=encoder.info.version, tiling=tiling, mpp=mpp, known=store.shas,
+                batch_size=batch_size)
+        for group in groups:
+            # a copy finished elsewhere in this run (or by a retried worker) is written once
+            group = [FileResult(r.path, skipped=True) if r.record is not None
+                     and store.has_sha(r.record.sha256) else r for r in group]
             records = [r.record for r in group if r.record is not None]
             if records:
                 for rec, ids in zip(records, store.insert_sources(records), strict=True):
