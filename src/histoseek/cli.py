@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +35,12 @@ class _Commands(TyperGroup):
         except HistoseekError as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
                               soft_wrap=True)
+            raise typer.Exit(2) from None
+        except sqlite3.DatabaseError as exc:  # pages damaged after the file opened
+            err_console.print(
+                f"[bold red]error:[/] the library database is damaged ({escape(str(exc))}); "
+                "restore library.sqlite from a backup (histoseek check LIB says more)",
+                highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
 
@@ -380,6 +387,35 @@ def remove(
     parts = ([f"{removed.sources} source(s), {removed.tiles} tiles"] if removed.sources else [])
     parts += [f"{removed.reports} report(s)"] if removed.reports else []
     console.print(f"removed {source}: {' and '.join(parts)}", highlight=False)
+
+
+@app.command()
+def check(library: Annotated[Path, typer.Argument(help="library folder")]) -> None:
+    """Verify the library on disk: SQLite pages, vector checksums, index files, and that
+    every index holds exactly the stored records and vectors. Exit 1 on any problem."""
+    from histoseek.library import Library
+
+    with Library.open(library) as lib:
+        health = lib.check()
+    for problem in health.problems:
+        _warn("[bold red]problem:[/]", problem)
+    held = ", ".join(f"{n:,} {space}" for space, n in health.records.items() if n)
+    verdict = "ok" if health.ok else f"{len(health.problems)} problem(s)"
+    console.print(f"{library}: {verdict} ({held or 'no'} vectors checked)", highlight=False)
+    if not health.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def repair(library: Annotated[Path, typer.Argument(help="library folder")]) -> None:
+    """Rebuild every vector index from the library's stored vectors (after 'check' finds a
+    damaged or disagreeing index). SQLite itself cannot be repaired: restore it from a backup."""
+    from histoseek.library import Library
+
+    with Library.open(library) as lib:
+        rebuilt = lib.repair()
+    done = ", ".join(f"{n:,} {space}" for space, n in rebuilt.items()) or "no"
+    console.print(f"{library}: rebuilt the index from {done} stored vectors", highlight=False)
 
 
 @app.command()

@@ -35,6 +35,7 @@ from histoseek.slides.tiling import TilingConfig
 from histoseek.viz.hit_pixels import hit_picture, hit_pixels
 
 if TYPE_CHECKING:  # ingest (tqdm, threads, file discovery) loads on the first add, not on search
+    from histoseek.index.health import Health
     from histoseek.index.migrate import Migrated
     from histoseek.ingest.results import IngestReport
 
@@ -251,6 +252,19 @@ class Library:
                                                   self._space_dim, progress)
         self._open_indexes()
         return done
+
+    def check(self) -> Health:
+        """Report damage: SQLite pages, vector checksums, index files and their agreement."""
+        from histoseek.index.health import check_library
+
+        return check_library(self.store, self.indexes)
+
+    def repair(self) -> dict[str, int]:
+        """Rebuild every vector index from the stored vectors (``index.health``)."""
+        from histoseek.index.health import repair_library
+
+        with write_lock(self.root):
+            return repair_library(self.store, self.indexes)
 
     # -- searching and describing ----------------------------------------------------------
     def search(self, image: ImageQuery | None = None, text: str | None = None,

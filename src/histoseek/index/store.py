@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -150,11 +151,12 @@ class RecordStore:
                 source_pk = cur.lastrowid
                 ids = []
                 for box, tissue, vector in zip(rec.boxes_l0, rec.tissue, rec.vectors, strict=True):
+                    blob = _blob(vector)
                     cur = conn.execute(
-                        "INSERT INTO tiles (source, x, y, w, h, mpp, tissue, vector)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO tiles (source, x, y, w, h, mpp, tissue, vector, crc)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (source_pk, *(int(v) for v in box), rec.tile_mpp, float(tissue),
-                         _blob(vector)),
+                         blob, zlib.crc32(blob)),
                     )
                     ids.append(cur.lastrowid)
                 tile_ids = np.asarray(ids, np.int64)
@@ -303,10 +305,10 @@ class RecordStore:
                 )
                 new_ids.append(cur.lastrowid)
                 for space, matrix in vectors.items():
+                    blob = _blob(matrix[i])
                     conn.execute(
-                        "INSERT INTO report_vectors (report, space, vector) VALUES (?, ?, ?)",
-                        (cur.lastrowid, space, _blob(matrix[i])),
-                    )
+                        "INSERT INTO report_vectors (report, space, vector, crc)"
+                        " VALUES (?, ?, ?, ?)", (cur.lastrowid, space, blob, zlib.crc32(blob)))
         return np.asarray(new_ids, np.int64), np.asarray(old_ids, np.int64)
 
     def find_reports(self, key: str) -> list[int]:
@@ -334,6 +336,22 @@ class RecordStore:
             ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
             vecs = np.frombuffer(b"".join(r[1] for r in rows), np.float32).reshape(-1, dim)
             yield ids, vecs
+
+    def corrupt_vectors(self, space: VectorSpace, chunk: int = 65536) -> list[int]:
+        """Ids whose stored vector no longer matches the CRC32 written with it."""
+        table = SPACE_TABLES[space]
+        sql, params = table.select(f"{table.id_column}, vector, crc")
+        bad = []
+        cur = self.conn.execute(sql + (" AND" if table.where else " WHERE")
+                                + " crc IS NOT NULL", params)
+        while rows := cur.fetchmany(chunk):
+            bad.extend(i for i, blob, crc in rows if zlib.crc32(blob) != crc)
+        return bad
+
+    def integrity_problems(self) -> list[str]:
+        """SQLite's own structural check (every page and index), empty when sound."""
+        rows = [r[0] for r in self.conn.execute("PRAGMA integrity_check")]
+        return [] if rows == ["ok"] else rows
 
     def vectors_for(self, space: VectorSpace, ids: np.ndarray, dim: int) -> np.ndarray:
         table = SPACE_TABLES[space]

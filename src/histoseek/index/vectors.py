@@ -6,6 +6,7 @@ it on Milvus. Vectors are float32 unit rows, scores are inner products (cosine).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import tempfile
@@ -19,6 +20,7 @@ from histoseek.errors import LibraryError
 
 IndexKind = Literal["flat", "hnsw", "ivfpq"]
 INDEX_KINDS: tuple[str, ...] = ("flat", "hnsw", "ivfpq")
+TRAILER_MAGIC = np.frombuffer(b"HSEEKSHA256v1", np.uint8)  # ends every saved index file
 IVFPQ_MIN_TRAIN = 4096  # below this an IVF-PQ library searches exactly (flat) until trained
 
 
@@ -47,13 +49,14 @@ class VectorIndex(Protocol):
     def __len__(self) -> int: ...
 
 
-def _atomic_write_bytes(path: Path, data: np.ndarray) -> None:
+def _atomic_write_bytes(path: Path, *parts: np.ndarray) -> None:
     """Write to a temp file in the same folder, fsync, rename, fsync the folder."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data.tobytes())
+            for part in parts:
+                fh.write(memoryview(np.ascontiguousarray(part)))
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -137,6 +140,17 @@ class FaissIndex:
             self._id_array = faiss.vector_to_array(self._index.id_map).astype(np.int64)
         return self._id_array
 
+    def stored_vectors(self) -> np.ndarray | None:
+        """The float vectors by position (a view; same order as ``ids()``), or None where
+        the index keeps only codes (IVF-PQ)."""
+        inner = self._inner
+        if self._inner_type == "hnsw":
+            inner = faiss.downcast_index(inner.storage)
+        if not isinstance(inner, faiss.IndexFlat):
+            return None
+        n = len(self)
+        return faiss.rev_swig_ptr(inner.get_xb(), n * self.dim).reshape(n, self.dim)
+
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Add float32 ``[n, dim]`` rows under int64 ``ids``."""
         if len(ids) == 0:
@@ -153,9 +167,7 @@ class FaissIndex:
 
     def _train_ivfpq(self) -> None:
         all_ids = self.ids()
-        flat = faiss.downcast_index(self.index.index)
-        data = faiss.rev_swig_ptr(flat.get_xb(), len(all_ids) * self.dim).reshape(-1, self.dim)
-        data = np.array(data, dtype=np.float32)
+        data = np.array(self.stored_vectors(), dtype=np.float32)
         rng = np.random.default_rng(0)
         sample = data[rng.choice(len(data), min(len(data), 100_000), replace=False)]
         self.index = self._new_index(trained_ivf=True, train=sample)
@@ -224,17 +236,30 @@ class FaissIndex:
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        """Write atomically: readers see the old file or the new one, never a torn one."""
-        _atomic_write_bytes(path, faiss.serialize_index(self.index))
+        """Write atomically: readers see the old file or the new one, never a torn one.
+        A SHA-256 trailer lets ``load`` tell a truncated or bit-flipped file."""
+        data = faiss.serialize_index(self.index)
+        digest = np.frombuffer(hashlib.sha256(memoryview(data)).digest(), np.uint8)
+        _atomic_write_bytes(path, data, TRAILER_MAGIC, digest)
 
     @classmethod
     def load(cls, path: Path, dim: int, kind: IndexKind, **options: int) -> FaissIndex:
         self = cls(dim, kind, **options)
-        try:
-            data = np.fromfile(path, dtype=np.uint8)
+        data = np.fromfile(path, dtype=np.uint8)
+        tail = len(TRAILER_MAGIC) + 32
+        if len(data) >= tail and bytes(data[-tail:-32]) == TRAILER_MAGIC.tobytes():
+            body, digest = data[:-tail], bytes(data[-32:])
+            if hashlib.sha256(memoryview(body)).digest() != digest:
+                raise LibraryError(
+                    f"{path}: vector index is corrupt (its checksum does not match: the file "
+                    "was truncated or changed on disk); rebuild it from the library's stored "
+                    f"vectors with: histoseek repair {path.parent.parent}")
+            data = body
+        try:  # a file written before checksums: FAISS's own checks only
             self.index = faiss.deserialize_index(data)
         except Exception as exc:
-            raise LibraryError(f"{path}: corrupt vector index ({exc})") from exc
+            raise LibraryError(f"{path}: corrupt vector index ({exc}); rebuild it with: "
+                               f"histoseek repair {path.parent.parent}") from exc
         if self.index.d != dim:
             raise LibraryError(f"{path}: index has {self.index.d} dims, library expects {dim}")
         return self
