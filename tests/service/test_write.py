@@ -169,9 +169,11 @@ def test_one_write_at_a_time(writable: tuple[TestClient, Path]) -> None:
 
 
 def test_another_process_writing_is_a_conflict(writable: tuple[TestClient, Path],
-                                               lib_copy: Path) -> None:
-    from histoseek.index.lock import write_lock
+                                               lib_copy: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from histoseek.index.lock import LOCK_TIMEOUT_ENV, write_lock
 
+    monkeypatch.setenv(LOCK_TIMEOUT_ENV, "0.5")  # waits that long for the other writer
     client, _ = writable
     with write_lock(lib_copy):
         refused = assert_error(client.post("/reports", headers=AUTH,

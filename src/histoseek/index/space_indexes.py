@@ -25,10 +25,19 @@ class SpaceIndexes:
         self.backend, self.store, self.dim_of = backend, store, dim_of
         self._indexes: dict[VectorSpace, VectorIndex] = {}
         self._dirty: set[VectorSpace] = set()
+        self._seen: dict[VectorSpace, int] = {}  # data_version last checked
 
     def __getitem__(self, space: VectorSpace) -> VectorIndex:
+        version = self.store.data_version()[1]  # other processes' commits only: this one's
+        # own writes reach its in-memory indexes directly
         if space not in self._indexes:
             self._indexes[space] = self._load(space)
+        elif self._seen.get(space) != version and not self.agrees(space, self._indexes[space]):
+            # another process wrote since: take its records from SQLite (never a torn read:
+            # SQLite's WAL gives a consistent snapshot, index files are replaced atomically)
+            index = self._indexes[space]
+            self._indexes[space] = self._reconcile(space, index, index.ids())
+        self._seen[space] = version
         return self._indexes[space]
 
     def mark_changed(self, space: VectorSpace) -> None:

@@ -45,11 +45,11 @@ def add_files(
         jobs = apply_labels(jobs, read_labels_csv(Path(labels)), Path(labels), report.notes)
     if metadata:
         jobs = with_metadata(jobs, metadata)
-    index = indexes["image"]
     bar = tqdm(total=len(jobs), unit="file", desc="indexing", disable=not progress,
                dynamic_ncols=True)
     last_save = time.monotonic()
     with lock:
+        index = indexes["image"]  # after the lock: includes what a writer before us added
         if ray is None:
             groups = encode_files(jobs, encoder, tiling, mpp, store.has_sha,
                                   batch_size=batch_size)
