@@ -6,6 +6,12 @@ encoding, SQLite and FAISS writes. Prints tiles/s of both and the ratio (target 
 The bare pass is timed before and after the ingest and averaged, so drift hits both alike.
 
     python benchmarks/bench_ingest.py --encoders classic resnet18-random --tiles 512
+    python benchmarks/bench_ingest.py --encoders resnet18-random --ray-workers 1 2 \
+        --markdown docs/scaling.md
+
+``--ray-workers`` also times the same ingest through a private local Ray cluster of each
+size (``Library.add(ray=...)``; Ray's start-up is not counted, its task and transfer
+overheads are). ``--markdown`` writes the table into that file's ingest section.
 """
 
 from __future__ import annotations
@@ -78,12 +84,59 @@ def bench(name: str, folder: Path, pixels: np.ndarray, batch: int, workdir: Path
             "ratio": round(report.tiles_per_second / bare, 3)}
 
 
+def bench_ray(name: str, folder: Path, tiles: int, batch: int, workers: int,
+              workdir: Path) -> dict:
+    """The same ingest with reading and encoding on ``workers`` local Ray workers."""
+    import ray
+
+    ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        lib = Library.create(workdir / f"lib-{name}-ray{workers}", encoder=name)
+        report = lib.add([folder], batch_size=batch, progress=False, ray="auto")
+        lib.close()
+    finally:
+        ray.shutdown()
+    if report.failures or report.tiles != tiles:
+        raise SystemExit(f"ray ingest indexed {report.tiles} of {tiles} tiles: {report.failures}")
+    return {"encoder": name, "ray_workers": workers, "tiles": report.tiles,
+            "ingest_tiles_per_s": round(report.tiles_per_second, 1)}
+
+
+def write_markdown(path: Path, results: list[dict], ray_results: list[dict],
+                   source: str) -> None:
+    """Replace the ``<!-- ingest:begin -->`` section of ``path`` (added at the end if new)."""
+    lines = ["<!-- ingest:begin -->", "## Ingest throughput", "",
+             f"`python benchmarks/bench_ingest.py` ({source}; tiles/s on this machine, both "
+             "sides measured in one run):", "",
+             "| encoder | bare encoder tiles/s | library ingest tiles/s | ratio (target ≥ 0.8) |",
+             "|---|---:|---:|---:|"]
+    lines += [f"| {r['encoder']} | {r['bare_tiles_per_s']} | {r['ingest_tiles_per_s']} | "
+              f"{r['ratio']:.2f} |" for r in results]
+    if ray_results:
+        base = {r["encoder"]: r["ingest_tiles_per_s"] for r in ray_results
+                if r["ray_workers"] == min(x["ray_workers"] for x in ray_results)}
+        lines += ["", "Through local Ray workers (`--ray`, one task per file):", "",
+                  "| encoder | Ray workers | tiles/s | vs fewest workers |", "|---|---:|---:|---:|"]
+        lines += [f"| {r['encoder']} | {r['ray_workers']} | {r['ingest_tiles_per_s']} | "
+                  f"{r['ingest_tiles_per_s'] / base[r['encoder']]:.2f}x |" for r in ray_results]
+    lines.append("<!-- ingest:end -->")
+    text = path.read_text() if path.is_file() else "# Scaling\n"
+    if "<!-- ingest:begin -->" in text:
+        head, rest = text.split("<!-- ingest:begin -->", 1)
+        text = head + "\n".join(lines) + rest.split("<!-- ingest:end -->", 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+    path.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--encoders", nargs="+", default=["classic", "resnet18-random"])
     parser.add_argument("--tiles", type=int, default=512)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--ray-workers", type=int, nargs="*", default=[])
+    parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="histoseek-ingest-"))
     results = []
@@ -96,10 +149,19 @@ def main() -> None:
             print(f"{name:>16}: ingest {res['ingest_tiles_per_s']:.1f} tiles/s vs bare encoder "
                   f"{res['bare_tiles_per_s']:.1f} tiles/s (before {res['bare_before']}, after "
                   f"{res['bare_after']}) -> ratio {res['ratio']:.3f} (target >= 0.8)", flush=True)
+        ray_results = []
+        for name in args.encoders:
+            for workers in args.ray_workers:
+                res = bench_ray(name, folder, len(pixels), args.batch, workers, workdir)
+                ray_results.append(res)
+                print(f"{name:>16}: ray, {workers} worker(s): {res['ingest_tiles_per_s']:.1f} "
+                      "tiles/s", flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(results + ray_results, indent=2))
+    if args.markdown:
+        write_markdown(args.markdown, results, ray_results, source)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 """Ingest fanned out over Ray: workers read, tile and encode files; the driver writes.
 
-Each new file is one Ray task (``num_cpus=1``) that runs the same streamed read-and-encode
-as a local ingest and returns the finished record with its vectors. Only the driver writes,
-through the library's one writer, so a record lands exactly once: when a worker dies, Ray
-runs its task again (``max_retries``) and nothing of the lost attempt was written; a file
-whose sha256 is already in the library is skipped (and the column is UNIQUE besides).
+Each Ray task (``num_cpus=1``) takes a slide, or a group of small files (pre-cut tiles: one
+task each would cost more in scheduling than in encoding), runs the same streamed
+read-and-encode as a local ingest and returns the finished records with their vectors. Only
+the driver writes, through the library's one writer, so a record lands exactly once: when a
+worker dies, Ray runs its task again (``max_retries``) and nothing of the lost attempt was
+written; a file whose sha256 is already in the library is skipped (the column is UNIQUE too).
 
 ``HISTOSEEK_FAULT_KILL_WORKER_ONCE=PATH`` is a fault-injection hook for the reliability
 tests: the first task to create PATH kills its own worker with SIGKILL after encoding,
-before returning, so the retry must redo the whole file.
+before returning, so the retry must redo all of that task's files.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from histoseek.slides.tiling import TilingConfig
 
 MAX_RETRIES = 3  # a task whose worker dies is run again this many times
 IN_FLIGHT_PER_CPU = 2  # tasks queued per cluster CPU: enough to keep workers busy
+TASK_BYTES = 64 << 20  # small files are grouped into tasks of about this many bytes...
+TASK_FILES = 256  # ...or this many files
 FAULT_ENV = "HISTOSEEK_FAULT_KILL_WORKER_ONCE"
 
 _worker_encoders: dict[tuple[str, str | None], Any] = {}
@@ -47,10 +50,29 @@ def connect_ray(address: str) -> Any:
     return ray
 
 
-def _encode_job(job: FileJob, encoder_name: str, pretrained: str | None, version: str,
+def task_groups(jobs: list[FileJob], workers: int) -> list[list[FileJob]]:
+    """Consecutive files grouped up to ``TASK_BYTES`` / ``TASK_FILES``, and into at least
+    ``workers`` groups where there are that many files, so every worker gets some."""
+    files = max(1, min(TASK_FILES, -(-len(jobs) // max(1, workers))))
+    groups: list[list[FileJob]] = []
+    size = 0
+    for job in jobs:
+        try:
+            nbytes = job.path.stat().st_size
+        except OSError:
+            nbytes = 0  # the task reports the problem
+        if not groups or len(groups[-1]) >= files or size + nbytes > TASK_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(job)
+        size += nbytes
+    return groups
+
+
+def _encode_job(jobs: list[FileJob], encoder_name: str, pretrained: str | None, version: str,
                 tiling: TilingConfig, mpp: float | None, batch_size: int,
                 known: frozenset[str]) -> list[FileResult]:
-    """One file, on a worker: the local streamed ingest, with the worker's own encoder."""
+    """Files, on a worker: the local streamed ingest, with the worker's own encoder."""
     from histoseek.encoders.registry import create_encoder
 
     key = (encoder_name, pretrained)
@@ -60,8 +82,9 @@ def _encode_job(job: FileJob, encoder_name: str, pretrained: str | None, version
     if encoder.info.version != version:
         return [FileResult(job.path, problem=(
             f"{job.path}: the Ray worker loaded {encoder_name} {encoder.info.version}, but the "
-            f"library holds {version} vectors; install the same weights on every worker"))]
-    results = [r for group in encode_files([job], encoder, tiling, mpp, known.__contains__,
+            f"library holds {version} vectors; install the same weights on every worker"))
+            for job in jobs]
+    results = [r for group in encode_files(jobs, encoder, tiling, mpp, known.__contains__,
                                            batch_size=batch_size, prefetch=2) for r in group]
     marker = os.environ.get(FAULT_ENV)
     if marker:
@@ -83,20 +106,22 @@ def encode_files_ray(
     ray = connect_ray(address)
     task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_encode_job)
     known_ref = ray.put(frozenset(known()))
-    window = max(2, int(ray.cluster_resources().get("CPU", 1)) * IN_FLIGHT_PER_CPU)
-    waiting = list(jobs)
-    running: dict[Any, FileJob] = {}
+    workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    waiting = task_groups(jobs, workers)
+    waiting.reverse()  # pop() from the end keeps the files' order
+    running: dict[Any, list[FileJob]] = {}
     while waiting or running:
-        while waiting and len(running) < window:
-            job = waiting.pop(0)
-            running[task.remote(job, encoder_name, pretrained, version, tiling, mpp,
-                                batch_size, known_ref)] = job
+        while waiting and len(running) < workers * IN_FLIGHT_PER_CPU:
+            group = waiting.pop()
+            running[task.remote(group, encoder_name, pretrained, version, tiling, mpp,
+                                batch_size, known_ref)] = group
         ready, _ = ray.wait(list(running), num_returns=1)
         for ref in ready:
-            job = running.pop(ref)
+            group = running.pop(ref)
             try:
                 yield ray.get(ref)
             except ray.exceptions.RayError as exc:
+                why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
                 yield [FileResult(Path(job.path), problem=(
                     f"{job.path}: failed on the Ray cluster after {MAX_RETRIES} retries "
-                    f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"))]
+                    f"({why})")) for job in group]
