@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from histoseek.encoders.base import Encoder, EncoderInfo
+from histoseek.encoders.identity import same_encoder
 from histoseek.encoders.registry import create_encoder
 from histoseek.errors import LibraryError, LibraryMismatchError
 from histoseek.index.backends import backend_spec, open_backend
@@ -54,7 +55,8 @@ class Library:
         self._encoder: Encoder | None = None
         self._text_encoder: Encoder | None = None
         if encoder is not None:
-            self._encoder = _checked(root, EncoderInfo.from_dict(self.manifest.encoder), encoder)
+            stored = EncoderInfo.from_dict(self.manifest.encoder)
+            self._encoder = same_encoder(root, stored, encoder)
         if text_encoder is not None:
             self._adopt_text_encoder(text_encoder)
         self._summaries_checked: tuple[int, int] | None = None
@@ -175,7 +177,7 @@ class Library:
             stored = self.manifest.encoder
             enc = create_encoder(stored["name"], pretrained=stored.get("pretrained"),
                                  device=self.device)
-            self._encoder = _checked(self.root, EncoderInfo.from_dict(stored), enc)
+            self._encoder = same_encoder(self.root, EncoderInfo.from_dict(stored), enc)
         return self._encoder
 
     @property
@@ -192,7 +194,7 @@ class Library:
             self.manifest = self.manifest.with_text_encoder_info(enc.info.to_dict())
             self.manifest.save(self.store)
         else:
-            _checked(self.root, EncoderInfo.from_dict(stored), enc)
+            same_encoder(self.root, EncoderInfo.from_dict(stored), enc)
         self._text_encoder = enc
 
     def _space_dim(self, space: VectorSpace) -> int:
@@ -277,18 +279,12 @@ class Library:
                slide_codes: SlideCodes = "float") -> list[Hit]:
         """Run one query of any type; exactly one of image/text/slide/region/vector.
 
-        ``target`` picks what comes back: ``tiles`` (default for images and regions),
-        ``slides`` (default for slide queries), ``reports`` (default for text). ``where`` and
-        ``exclude`` filter on label, source_id, path, slide, kind or metadata keys; an unknown
-        key is an error. ``vector`` is an embedding in the library's image space. ``expand``
-        adds knowledge-base synonyms of an entity named in a text query (see
-        ``search.text_query``). ``level='region'``: tile hits merged into boxes
-        (``search.regions``), without a region query's own box unless ``include_query_region``.
-        A slide query for slides runs in two stages over stored slide summaries
-        (``search.slide_search``; ``slide_codes='binary'`` for the compact coarse index),
-        leaving out the query slide itself unless ``include_query_region``; ``exhaustive``
-        scores every tile instead (slower; for comparison). Text for slides pools each
-        slide's top tiles.
+        ``target``: ``tiles`` (default for images and regions), ``slides`` (default for
+        slides) or ``reports`` (default for text). ``where``/``exclude`` filter on label,
+        source_id, path, slide, kind or metadata keys (an unknown key is an error). The
+        other options are described in ``search.searcher.Searcher.search``: knowledge
+        expansion of text, region-level hits, two-stage slide search over stored summaries
+        (``slide_codes='binary'``: the compact coarse index; ``exhaustive``: every tile).
         """
         return self._searcher.search(image=image, text=text, slide=slide, region=region,
                                      vector=vector, k=k, where=where, exclude=exclude,
@@ -331,14 +327,3 @@ class Library:
     def info(self) -> dict[str, Any]:
         """Counts and settings, as ``histoseek info`` prints them."""
         return library_info(self.root, self.store, self.manifest)
-
-
-def _checked(root: Path, stored: EncoderInfo, enc: Encoder) -> Encoder:
-    loaded = enc.info
-    if (stored.name, stored.version, stored.dim, stored.preprocess) != (
-            loaded.name, loaded.version, loaded.dim, loaded.preprocess):
-        raise LibraryMismatchError(
-            f"{root}: library vectors come from {stored.name} {stored.version} ({stored.dim}-d) "
-            f"but the encoder loaded now is {loaded.name} {loaded.version} ({loaded.dim}-d); "
-            "re-index into a new library or load the original weights")
-    return enc

@@ -65,6 +65,21 @@ class Searcher:
                max_query_tiles: int = 64, expand: bool = True, level: Level | None = None,
                include_query_region: bool = False, exhaustive: bool = False,
                slide_codes: SlideCodes = "float") -> list[Hit]:
+        """Run one query of any type; exactly one of image/text/slide/region/vector.
+
+        ``target`` picks what comes back: ``tiles`` (default for images and regions),
+        ``slides`` (default for slide queries), ``reports`` (default for text). ``where`` and
+        ``exclude`` filter on label, source_id, path, slide, kind or metadata keys; an unknown
+        key is an error. ``vector`` is an embedding in the library's image space. ``expand``
+        adds knowledge-base synonyms of an entity named in a text query (see
+        ``search.text_query``). ``level='region'``: tile hits merged into boxes
+        (``search.regions``), without a region query's own box unless ``include_query_region``.
+        A slide query for slides runs in two stages over stored slide summaries
+        (``search.slide_search``; ``slide_codes='binary'`` for the compact coarse index),
+        leaving out the query slide itself unless ``include_query_region``; ``exhaustive``
+        scores every tile instead (slower; for comparison). Text for slides pools each
+        slide's top tiles.
+        """
         given = [name for name, v in (("image", image), ("text", text), ("slide", slide),
                                       ("region", region), ("vector", vector)) if v is not None]
         if len(given) != 1:
