@@ -40,6 +40,7 @@ from histoseek.library import Library
 from histoseek.search.arguments import parse_filters
 from histoseek.slides.reader import open_slide
 from histoseek.slides.tiling import TilingConfig, tile_slide
+from reliability.bad_corpus import sparse_tiff, write_aperio_svs
 from synthetic_images import he_like_pixels, write_pyramid_tiff
 
 RNG_PIXELS = np.random.default_rng(7).integers(0, 256, (64, 64, 3), dtype=np.uint8)
@@ -145,6 +146,27 @@ def _pyramid_no_mpp(folder: Path) -> Path:
     return write_pyramid_tiff(folder / "scale_unknown.tif", he_like_pixels(512, 512), None, 2)
 
 
+def _svs_with_mpp(name: str, mpp: str) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        return write_aperio_svs(folder / name, he_like_pixels(512, 512), mpp, levels=2)
+    return make
+
+
+def _truncated_svs(folder: Path) -> Path:
+    full = write_aperio_svs(folder / "full.tmp", he_like_pixels(768, 1024), "0.25")
+    data = full.read_bytes()
+    full.unlink()
+    path = folder / "truncated.svs"
+    path.write_bytes(data[: len(data) * 9 // 10])  # OpenSlide declines; tifffile would read on
+    return path
+
+
+def _huge_sparse_tiff(folder: Path) -> Path:
+    path = folder / "huge_sparse.tif"
+    path.write_bytes(sparse_tiff(side=100_000))
+    return path
+
+
 def _small_plain_limit(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(reader, "MAX_PLAIN_IMAGE_PIXELS", 300 * 300)
 
@@ -192,6 +214,13 @@ BAD_FILES = [
             r"no microns-per-pixel.*--mpp"),
     BadFile("pyramid-without-mpp", _pyramid_no_mpp, MissingMppError,
             r"no microns-per-pixel.*--mpp"),
+    BadFile("svs-mpp-inf", _svs_with_mpp("mpp_inf.svs", "inf"), MissingMppError,
+            r"implausible microns-per-pixel \(inf;.*--mpp"),
+    BadFile("svs-mpp-zero", _svs_with_mpp("mpp_zero.svs", "0"), MissingMppError,
+            r"implausible microns-per-pixel \(0;.*--mpp"),
+    BadFile("truncated-svs", _truncated_svs, SlideReadError, r"corrupt or truncated TIFF"),
+    BadFile("100k-sparse-tiff", _huge_sparse_tiff, UnsupportedImageError,
+            r"smallest level is 100000x100000 px, too large"),
 ]
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from histoseek.errors import InputError
-from histoseek.ingest.discovery import apply_labels, discover, read_labels_csv
+from histoseek.ingest.discovery import apply_labels, discover, read_labels_csv, shown
 
 
 def test_a_header_without_label_columns_is_refused_naming_what_was_found(
@@ -45,3 +46,42 @@ def test_other_formats_are_listed_and_missing_paths_are_problems(tile_folder: Pa
     assert len(found.jobs) == 12 and [p.name for p in found.skipped] == ["notes.pdf"]
     assert found.problems == [(str(tile_folder / "typo"),
                                f"{tile_folder / 'typo'}: no such file or folder")]
+
+
+def test_fifos_broken_links_and_undecodable_names_are_problems_not_hangs(
+        tile_folder: Path) -> None:
+    pipe = tile_folder / "pink" / "pipe.png"
+    os.mkfifo(pipe)
+    (tile_folder / "pink" / "loop.png").symlink_to("loop.png")
+    (tile_folder / "pink" / "self").symlink_to("..")  # a folder loop: not followed
+    latin1 = tile_folder / os.fsdecode(b"caf\xe9.png")
+    latin1.write_bytes(b"\x89PNG\r\n\x1a\n")
+    given = tile_folder / "given_pipe.png"
+    os.mkfifo(given)
+    found = discover([tile_folder, given])
+    assert len(found.jobs) == 12
+    assert dict(found.problems) == {
+        str(pipe): f"{pipe}: not a regular file but a named pipe (FIFO); nothing read",
+        str(tile_folder / "pink" / "loop.png"): f"{tile_folder / 'pink' / 'loop.png'}: broken "
+                                               "symbolic link (too many levels of symbolic "
+                                               "links); nothing read",
+        f"{tile_folder}/caf\\xe9.png": f"{tile_folder}/caf\\xe9.png: file name is not valid "
+                                       "UTF-8; rename it (histoseek stores paths as UTF-8)",
+        str(given): f"{given}: not a regular file but a named pipe (FIFO); nothing read"}
+    assert shown(latin1) == f"{tile_folder}/caf\\xe9.png"
+    assert all(shown(p) == p for p, _ in found.problems)  # printable and storable
+
+
+def test_a_folder_that_cannot_be_listed_deeper_down_is_a_problem(tile_folder: Path) -> None:
+    locked = tile_folder / "pink" / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("running as root: chmod 000 does not stop root reading the folder")
+        found = discover([tile_folder])
+        assert len(found.jobs) == 12
+        assert found.problems == [(str(locked), f"{locked}: folder cannot be read "
+                                                "(permission denied)")]
+    finally:
+        locked.chmod(0o755)

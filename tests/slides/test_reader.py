@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from histoseek.errors import MissingMppError, SlideReadError
+from histoseek.errors import MissingMppError, SlideReadError, UnsupportedImageError
 from histoseek.slides.reader import (
     ImageSlide,
     OpenSlideSlide,
@@ -18,6 +19,7 @@ from histoseek.slides.reader import (
     open_slide,
 )
 from histoseek.slides.tiling import TilingConfig, tile_slide
+from reliability.bad_corpus import sparse_tiff, write_aperio_svs
 from synthetic_images import he_like_pixels
 
 BACKENDS = {"auto": OpenSlideSlide, "openslide": OpenSlideSlide, "tiffslide": TiffSlideSlide}
@@ -261,3 +263,64 @@ def test_real_tcga_slide_has_no_mpp(shared_data: Path) -> None:
         grid = tile_slide(slide, config)
     assert len(grid) > 0
     assert set(grid.boxes_l0[:, 2]) == {448}
+
+
+# -- bad scales, truncated chains, slides too large to draw, special files ---------------------
+
+def _aperio(path: Path, mpp: str) -> Path:
+    return write_aperio_svs(path, he_like_pixels(512, 512), mpp, levels=2)
+
+
+@pytest.mark.parametrize("recorded", ["0", "-0.25", "inf", "1e-9", "1e6"])
+def test_an_implausible_file_mpp_counts_as_missing_and_is_named(tmp_path: Path,
+                                                                recorded: str) -> None:
+    path = _aperio(tmp_path / "odd_scale.svs", recorded)
+    with open_slide(path) as slide:
+        assert (slide.mpp, slide.mpp_source) == (None, "unknown")
+        shown = re.escape(f"({float(recorded):g};")
+        with pytest.raises(MissingMppError, match=re.escape(str(path)) + r": the file records "
+                           rf"an implausible microns-per-pixel {shown}.*--mpp"):
+            tile_slide(slide, TilingConfig())
+    with open_slide(path, mpp=0.5) as slide:  # --mpp mends it
+        assert (slide.mpp, slide.mpp_source, slide.mpp_rejected) == (0.5, "override",
+                                                                     float(recorded))
+        assert len(tile_slide(slide, TilingConfig(min_tissue=0.0))) == 4  # 2 x 2 tiles
+
+
+@pytest.mark.parametrize("given,problem", [(-1.0, "must be positive"),
+                                           (float("nan"), "must be positive"),
+                                           (1e6, r"1e\+06 is not a plausible scale"),
+                                           (float("inf"), "inf is not a plausible scale")])
+def test_an_implausible_mpp_override_is_refused(pyramid_tiff: Path, given: float,
+                                                problem: str) -> None:
+    with pytest.raises(SlideReadError, match=re.escape(str(pyramid_tiff)) + ": --mpp " + problem):
+        open_slide(pyramid_tiff, mpp=given)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.9])
+def test_a_truncated_tiff_is_refused_not_read_in_part(pyramid_tiff: Path, tmp_path: Path,
+                                                       fraction: float) -> None:
+    """OpenSlide declines an Aperio file cut before its last page; tifffile would read the
+    pages left and log the break: the file is refused instead."""
+    full = _aperio(tmp_path / "full.svs", "0.25").read_bytes()
+    for source, name in ((full, "cut.svs"), (pyramid_tiff.read_bytes(), "cut.tif")):
+        cut = tmp_path / name
+        cut.write_bytes(source[: int(len(source) * fraction)])
+        with (pytest.raises(SlideReadError, match=re.escape(str(cut)) + ".*corrupt or truncated"),
+              open_slide(cut) as slide):
+            tile_slide(slide, TilingConfig())
+
+
+def test_a_slide_with_no_level_small_enough_to_draw_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "huge.tif"
+    path.write_bytes(sparse_tiff(side=100_000))  # 1.2 MB declaring 30 GB of pixels
+    with pytest.raises(UnsupportedImageError, match=re.escape(str(path)) + r": 100000x100000 px "
+                       r"slide whose smallest level is 100000x100000 px, too large"):
+        open_slide(path)
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    path = tmp_path / "pipe.png"
+    os.mkfifo(path)
+    with pytest.raises(SlideReadError, match=re.escape(str(path)) + ": not a regular file"):
+        open_slide(path)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from histoseek.errors import MissingMppError
+from histoseek.errors import MissingMppError, UnsupportedImageError
 from histoseek.slides.reader import open_slide
 from histoseek.slides.tiling import (
     TilingConfig,
@@ -197,3 +197,15 @@ def test_tiling_memory_is_bounded_by_the_batch(tmp_path: Path) -> None:
     assert grid_peak < slide_bytes / 4, f"tile_slide peaked at {grid_peak / 2**20:.0f} MiB"
     if time.perf_counter() - started > 10:
         pytest.skip("memory check took over 10 s on this machine")
+
+
+@pytest.mark.parametrize("mpp", [20.0, 100.0])
+def test_a_scale_that_would_magnify_tiles_past_16x_is_refused(tmp_path: Path, mpp: float) -> None:
+    path = tmp_path / "coarse.png"
+    Image.fromarray(he_like_pixels(1000, 1000)).save(path)
+    with open_slide(path, mpp=mpp) as slide, pytest.raises(
+            UnsupportedImageError, match=rf"coarse\.png: at {mpp:g} mpp a 224 px tile at 0\.5 "
+                                         r"mpp covers only .* px of the image.*--mpp"):
+        tile_slide(slide, CONFIG)
+    with open_slide(path, mpp=2.0) as slide:  # 56 px per tile: coarse but still tiled
+        assert len(tile_slide(slide, TilingConfig(min_tissue=0.0))) == 17 * 17

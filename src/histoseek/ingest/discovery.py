@@ -6,6 +6,8 @@ histoseek does not read are counted, not dropped silently; a labels CSV must mat
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,25 +38,87 @@ class Discovery:
     skipped: list[Path] = field(default_factory=list)
 
 
+def shown(path: Path | str) -> str:
+    """``path`` as text that prints and stores anywhere: bytes of a name that are not UTF-8
+    become ``\\xNN`` escapes (Linux file names are bytes; SQLite and terminals want UTF-8)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _not_readable_as_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as an image file, or None for a regular file or folder.
+
+    A FIFO would block the reader forever and a device never ends, so neither is opened.
+    """
+    if shown(path) != str(path):
+        return "file name is not valid UTF-8; rename it (histoseek stores paths as UTF-8)"
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if path.is_symlink():
+            return f"broken symbolic link ({exc.strerror.lower()}); nothing read"
+        return None  # not there at all: the caller says so
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    what = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device")
+    return f"not a regular file but {what}; nothing read"
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
 def _is_candidate(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and (
-        path.suffix.lower() in SUPPORTED_SUFFIXES)
+    return _visible(path) and path.suffix.lower() in SUPPORTED_SUFFIXES and path.is_file()
 
 
 def _is_skipped(path: Path) -> bool:
     """A visible file inside a folder that histoseek does not read (a CSV, a PDF, ...)."""
-    return path.is_file() and not path.name.startswith(".") and not _is_candidate(path)
+    return _visible(path) and path.suffix.lower() not in SUPPORTED_SUFFIXES and path.is_file()
+
+
+def _files_under(folder: Path, found: Discovery) -> list[Path]:
+    """Every entry below ``folder`` (symlinked folders not followed, so loops end); folders
+    that cannot be listed go to ``found.problems``."""
+    def unreadable(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else folder
+        found.problems.append((shown(where), f"{shown(where)}: folder cannot be read "
+                                             f"({(exc.strerror or str(exc)).lower()})"))
+
+    out = []
+    for top, _, files in os.walk(folder, onerror=unreadable):
+        out.extend(Path(top) / name for name in files)
+    return sorted(out)
+
+
+def _sort(entries: list[Path], found: Discovery, label: str | None) -> list[FileJob]:
+    """Jobs for the images among ``entries``; others skipped, or problems if they look like
+    images but cannot be read as files."""
+    jobs = []
+    for path in entries:
+        why = _not_readable_as_file(path) if _visible(path) else None
+        if why and (path.suffix.lower() in SUPPORTED_SUFFIXES or "UTF-8" in why):
+            found.problems.append((shown(path), f"{shown(path)}: {why}"))
+        elif _is_candidate(path):
+            jobs.append(FileJob(path.resolve(), label=label))
+        elif _is_skipped(path):
+            found.skipped.append(path)
+    return jobs
 
 
 def discover(paths: list[Path]) -> Discovery:
     """Expand files and folders; a file named directly is always tried, whatever its suffix.
 
-    Unreadable folders go to ``problems`` rather than raising, so one bad folder does not stop
-    a batch.
+    Unreadable folders, FIFOs, devices, broken links and names that are not UTF-8 go to
+    ``problems`` rather than raising, so one bad entry does not stop a batch.
     """
     found = Discovery()
     jobs: list[FileJob] = []
     for root in map(Path, paths):
+        why = _not_readable_as_file(root)
+        if why:
+            found.problems.append((shown(root), f"{shown(root)}: {why}"))
+            continue
         if not root.exists():
             found.problems.append((str(root), f"{root}: no such file or folder"))
             continue
@@ -63,24 +127,13 @@ def discover(paths: list[Path]) -> Discovery:
             continue
         try:
             children = sorted(root.iterdir())
-        except PermissionError:
-            found.problems.append((str(root), f"{root}: folder cannot be read (permission denied)"))
+        except OSError as exc:
+            found.problems.append((str(root), f"{root}: folder cannot be read "
+                                              f"({(exc.strerror or str(exc)).lower()})"))
             continue
-        for child in children:
-            if _is_candidate(child):
-                jobs.append(FileJob(child.resolve()))
-            elif _is_skipped(child):
-                found.skipped.append(child)
-        for class_dir in (c for c in children if c.is_dir() and not c.name.startswith(".")):
-            try:
-                inside = sorted(class_dir.rglob("*"))
-            except PermissionError:
-                found.problems.append(
-                    (str(class_dir), f"{class_dir}: folder cannot be read (permission denied)"))
-                continue
-            jobs.extend(FileJob(p.resolve(), label=class_dir.name) for p in inside
-                        if _is_candidate(p))
-            found.skipped.extend(p for p in inside if _is_skipped(p))
+        jobs.extend(_sort([c for c in children if not c.is_dir()], found, None))
+        for class_dir in (c for c in children if c.is_dir() and _visible(c)):
+            jobs.extend(_sort(_files_under(class_dir, found), found, class_dir.name))
     seen: set[Path] = set()
     for job in jobs:
         if job.path not in seen:

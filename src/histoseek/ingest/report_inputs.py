@@ -36,6 +36,7 @@ def read_reports(source: str | Path | list[Any]) -> ReportInputs:
             items = read_csv(path, required=("text",))
     else:
         items = list(source)
+    seen: dict[str, str] = {}  # report_id -> its first text
     for i, item in enumerate(items):
         if isinstance(item, str):
             item = {"text": item}
@@ -44,6 +45,12 @@ def read_reports(source: str | Path | list[Any]) -> ReportInputs:
         item = dict(item)
         text = str(item.pop("text", "") or "")
         report_id = str(item.pop("report_id", "") or "") or "r-" + sha256_text(text)[:12]
+        if report_id in seen:  # two texts for one id: which to keep would be a guess
+            if seen[report_id] != text:
+                out.rejected.append((report_id, f"duplicate report_id: item {i + 1} repeats it "
+                                                "with another text; the first is kept"))
+            continue
+        seen[report_id] = text
         if len(text) > MAX_REPORT_CHARS:
             out.rejected.append((report_id, f"report is {len(text):,} characters; the limit is "
                                             f"{MAX_REPORT_CHARS:,}"))
@@ -58,6 +65,8 @@ def read_reports(source: str | Path | list[Any]) -> ReportInputs:
 
 
 def _read_text(path: Path) -> str:
+    if path.exists() and not path.is_file():  # a folder, or a FIFO that would block the read
+        raise InputError(f"{path}: not a regular text file")
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -21,6 +21,7 @@ from fastapi import HTTPException
 from PIL import Image, UnidentifiedImageError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from histoseek.errors import HistoseekError
 from histoseek.service.errors import ApiError, error_response
 from histoseek.slides.reader import sniff_image
 
@@ -108,13 +109,22 @@ def check_csv(data: bytes, what: str = "upload") -> None:
 
 
 @contextmanager
-def temporary_file(data: bytes, suffix: str, folder: Path | None = None) -> Iterator[Path]:
-    """``data`` in a private temporary file (mode 600), deleted on exit."""
+def temporary_file(data: bytes, suffix: str, folder: Path | None = None,
+                   upload_name: str | None = None) -> Iterator[Path]:
+    """``data`` in a private temporary file (mode 600), deleted on exit.
+
+    A ``HistoseekError`` raised inside that names the temporary file names ``upload_name``
+    (the client's file name) instead: the client never saw the server's temporary path.
+    """
     fd, name = tempfile.mkstemp(suffix=suffix, prefix="upload-", dir=folder)
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         yield path
+    except HistoseekError as exc:
+        if upload_name is None or name not in str(exc):
+            raise
+        raise type(exc)(str(exc).replace(name, upload_name)) from exc
     finally:
         path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ name, so a mislabelled file is reported instead of misread.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -17,6 +18,13 @@ import numpy as np
 from PIL import Image
 
 from histoseek.errors import MissingMppError, SlideReadError, UnsupportedImageError
+from histoseek.slides.scale import (
+    MppSource,
+    choose_mpp,
+    describe_missing,
+    mpp_from_pillow,
+    mpp_from_properties,
+)
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +33,6 @@ SLIDE_SUFFIXES = {".svs", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".sv
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 SUPPORTED_SUFFIXES = SLIDE_SUFFIXES | IMAGE_SUFFIXES
 MAX_PLAIN_IMAGE_PIXELS = 16384 * 16384  # beyond this a plain image must be a pyramid
-MppSource = Literal["file", "override", "unknown"]
 
 
 class Slide(ABC):
@@ -36,6 +43,7 @@ class Slide(ABC):
     level_downsamples: tuple[float, ...]
     mpp: float | None
     mpp_source: MppSource
+    mpp_rejected: float | None = None  # an implausible value the file records (0, inf, ...)
     is_pyramid: bool
 
     @property
@@ -65,8 +73,8 @@ class Slide(ABC):
         """The mpp, or a clear error saying how to give one."""
         if self.mpp is None:
             raise MissingMppError(
-                f"{self.path}: the file records no microns-per-pixel; give it with --mpp "
-                "(e.g. --mpp 0.25 for 40x, 0.5 for 20x scans)"
+                f"{self.path}: the file {describe_missing(self.mpp_rejected)}; give it with "
+                "--mpp (e.g. --mpp 0.25 for 40x, 0.5 for 20x scans)"
             )
         return self.mpp
 
@@ -91,26 +99,6 @@ def _rgba_to_rgb(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pixels[..., :3])
 
 
-def _mpp_from_properties(props: dict[str, str], prefix: str) -> float | None:
-    """Read mpp from ``<prefix>.mpp-x``, else from TIFF resolution tags."""
-    for key in (f"{prefix}.mpp-x", f"{prefix}.mpp-y"):
-        try:
-            value = float(props[key])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if value > 0:
-            return value
-    unit = str(props.get("tiff.ResolutionUnit", "")).lower()
-    try:
-        res = float(props["tiff.XResolution"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    per_micron = {"centimeter": 1e4, "3": 1e4, "inch": 25400.0, "2": 25400.0}.get(unit)
-    if per_micron is None or res <= 0:
-        return None
-    return per_micron / res
-
-
 class _PyramidSlide(Slide):
     """Shared body of the OpenSlide and tiffslide readers (same API shape)."""
 
@@ -122,8 +110,9 @@ class _PyramidSlide(Slide):
         self.level_dimensions = tuple(tuple(int(v) for v in d) for d in handle.level_dimensions)
         self.level_downsamples = tuple(float(d) for d in handle.level_downsamples)
         self.is_pyramid = True
-        file_mpp = _mpp_from_properties(dict(handle.properties), self.prefix)
-        self.mpp, self.mpp_source = _choose_mpp(path, file_mpp, mpp_override)
+        _check_smallest_level(path, handle, self.level_dimensions)
+        file_mpp = mpp_from_properties(dict(handle.properties), self.prefix)
+        self.mpp, self.mpp_source, self.mpp_rejected = choose_mpp(path, file_mpp, mpp_override)
 
     def read_region(self, x_l0: int, y_l0: int, level: int, size: tuple[int, int]) -> np.ndarray:
         try:
@@ -173,7 +162,8 @@ class ImageSlide(Slide):
         self.level_dimensions = ((w, h),)
         self.level_downsamples = (1.0,)
         self.is_pyramid = False
-        self.mpp, self.mpp_source = _choose_mpp(path, _mpp_from_pillow(image), mpp_override)
+        self.mpp, self.mpp_source, self.mpp_rejected = choose_mpp(
+            path, mpp_from_pillow(image), mpp_override)
 
     def read_region(self, x_l0: int, y_l0: int, level: int, size: tuple[int, int]) -> np.ndarray:
         w, h = size
@@ -191,30 +181,17 @@ class ImageSlide(Slide):
         return np.asarray(image)
 
 
-def _mpp_from_pillow(image: Image.Image) -> float | None:
-    """Flat TIFFs may carry resolution tags; PNG/JPEG dpi is almost never physical."""
-    if image.format != "TIFF":
-        return None
-    tags = getattr(image, "tag_v2", {})
-    unit, xres = tags.get(296), tags.get(282)
-    if not xres or unit not in (2, 3):
-        return None
-    per_micron = 25400.0 if unit == 2 else 1e4
-    return per_micron / float(xres)
-
-
-def _choose_mpp(
-    path: Path, file_mpp: float | None, override: float | None
-) -> tuple[float | None, MppSource]:
-    if override is not None:
-        if override <= 0:
-            raise SlideReadError(f"{path}: --mpp must be positive, got {override}")
-        if file_mpp is not None and abs(file_mpp - override) / file_mpp > 0.05:
-            log.warning("%s: file says %.4f mpp, using the given %.4f", path, file_mpp, override)
-        return float(override), "override"
-    if file_mpp is not None:
-        return float(file_mpp), "file"
-    return None, "unknown"
+def _check_smallest_level(path: Path, handle: object,
+                          dims: tuple[tuple[int, int], ...]) -> None:
+    """A thumbnail is read from the smallest level whole: refuse one too large to decode."""
+    w, h = min(dims, key=lambda d: d[0] * d[1])
+    if w * h > MAX_PLAIN_IMAGE_PIXELS:
+        handle.close()  # type: ignore[attr-defined]
+        width, height = dims[0]
+        raise UnsupportedImageError(
+            f"{path}: {width}x{height} px slide whose smallest level is {w}x{h} px, too large "
+            "to decode for a thumbnail; convert it to a pyramidal TIFF (e.g. `vips tiffsave "
+            "in out.tif --tile --pyramid`)")
 
 
 def _open_plain_image(path: Path, mpp: float | None) -> ImageSlide:
@@ -298,6 +275,8 @@ def open_slide(
         raise SlideReadError(f"{path}: no such file")
     if path.is_dir():
         raise SlideReadError(f"{path}: is a folder, not an image")
+    if not path.is_file():  # a FIFO would block the read below forever
+        raise SlideReadError(f"{path}: not a regular file (a pipe, socket or device)")
     try:
         size = path.stat().st_size
         kind = _sniff_kind(path)
@@ -323,18 +302,50 @@ def open_slide(
     return _open_pyramid(path, mpp, backend, kind)
 
 
+class _Warnings(logging.Handler):
+    """Collects tifffile's warnings of a broken page chain (it logs them, then goes on with
+    the pages it could read); vendor quirks it also warns about are let through."""
+
+    BROKEN = re.compile(r"invalid (page )?offset|offset to (first )?page|corrupted tag list|"
+                        r"circular reference|could not read all values")
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if self.BROKEN.search(message):
+            self.messages.append(message)
+
+
 def _is_tiled_rgb8_tiff(path: Path) -> bool:
-    """True for a tiled or multi-level 8-bit RGB TIFF: a slide, not a flat picture."""
+    """True for a tiled or multi-level 8-bit RGB TIFF: a slide, not a flat picture.
+
+    Raises ``SlideReadError`` for a TIFF whose pages do not all parse or whose data runs past
+    the end of the file (a truncated copy tifffile would otherwise read in part).
+    """
     import tifffile
 
+    warned, logger = _Warnings(), logging.getLogger("tifffile")
+    logger.addHandler(warned)
     try:
         with tifffile.TiffFile(path) as tif:
-            page = tif.pages[0]
+            pages = list(tif.pages)
+            size = path.stat().st_size
+            end = max((o + c for p in pages for o, c in zip(p.dataoffsets, p.databytecounts,
+                                                            strict=False) if c), default=0)
+            if warned.messages or end > size:
+                raise ValueError(f"data ends at byte {end:,} of {size:,}" if end > size
+                                 else warned.messages[0])
+            page = pages[0]
             levels = len(tif.series[0].levels) if tif.series else 1
             rgb8 = page.dtype == np.uint8 and page.samplesperpixel in (3, 4)
             return rgb8 and (page.is_tiled or levels > 1)
     except Exception as exc:
         raise SlideReadError(f"{path}: corrupt or truncated TIFF ({exc})") from exc
+    finally:
+        logger.removeHandler(warned)
 
 
 def _openslide_declines(exc: Exception) -> bool:

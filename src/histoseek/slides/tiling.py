@@ -28,6 +28,9 @@ MAX_UNSCALED_TILES_ACROSS = 4
 # Smaller images hold too little tissue to search by (32 px at 0.5 mpp is about two nuclei);
 # they are refused rather than blown up into a tile of interpolation.
 MIN_IMAGE_SIDE_PX = 32
+# A tile read from fewer level-0 pixels than tile_px / this is mostly interpolation: the
+# slide's scale is wrong (or the scan far too coarse for the library's target mpp).
+MAX_UPSAMPLING = 16
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,12 @@ def tile_slide(slide: Slide, config: TilingConfig = TilingConfig()) -> TileGrid:
             slide.require_mpp()
         return _whole_image_grid(slide, config, "no mpp in file: taken whole as one tile")
     size_l0 = config.tile_px * config.target_mpp / slide.mpp
+    if size_l0 * MAX_UPSAMPLING < config.tile_px:
+        raise UnsupportedImageError(
+            f"{slide.path}: at {slide.mpp:g} mpp a {config.tile_px} px tile at "
+            f"{config.target_mpp:g} mpp covers only {size_l0:.2g} px of the image (magnified "
+            f"{config.tile_px / size_l0:.0f}x); the scale is wrong or the scan too coarse: "
+            "give the right one with --mpp")
     if size_l0 > min(width, height):
         return _whole_image_grid(
             slide, config, f"smaller than one {config.tile_px}px tile at {config.target_mpp} mpp"

@@ -31,7 +31,7 @@ async def sources(service: ServiceDep, limit: Limit = None, offset: Offset = 0,
     return {"total": len(rows), "sources": rows[offset:None if limit is None else offset + limit]}
 
 
-@router.get("/sources/{key}", summary="One source by id, file name or sha256")
+@router.get("/sources/{key:path}", summary="One source by id, indexed path, file name or sha256")
 async def source(service: ServiceDep, key: str) -> dict[str, Any]:
     return await service.look_up(lambda: service.catalog.source(key))
 

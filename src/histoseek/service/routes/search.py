@@ -99,7 +99,8 @@ async def search_image(
     filters = {"where": _filters(where, "where"), "exclude": _filters(exclude, "exclude")}
 
     def run(lib: Library) -> list[Hit]:
-        with temporary_file(data, IMAGE_SUFFIX[kind], service.scratch) as path:
+        with temporary_file(data, IMAGE_SUFFIX[kind], service.scratch,
+                            file.filename or "upload") as path:
             return lib.search(image=path, k=k, target=target, level=level,  # type: ignore[arg-type]
                               group=group, **filters)
 

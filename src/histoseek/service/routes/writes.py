@@ -76,7 +76,7 @@ async def add_reports_csv(service: ServiceDep, token_id: WriteToken,
     check_csv(data, file.filename or "upload")
 
     def write(lib: Library) -> tuple[IngestReport, dict[str, Any]]:
-        with temporary_file(data, ".csv", service.scratch) as path:
+        with temporary_file(data, ".csv", service.scratch, file.filename or "upload") as path:
             report = lib.add_reports(path)
         return report, _counts(report)
 
