@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -115,7 +116,7 @@ def index(
     """
     from histoseek.library import Library
 
-    if paths and not reports and not any(p.exists() for p in paths):
+    if paths and not reports and not any(os.path.lexists(p) for p in paths):
         raise InputError("; ".join(f"{p}: no such file or folder" for p in paths)
                          + ": nothing to index, no library created or changed")
     tiling = {k: v for k, v in (("tile_px", tile), ("target_mpp", target_mpp),

@@ -25,7 +25,7 @@ from histoseek.index.manifest import LibraryManifest
 from histoseek.index.space_indexes import SpaceIndexes
 from histoseek.index.spaces import VectorSpace
 from histoseek.index.store import RecordStore
-from histoseek.index.vectors import FaissIndex, IndexKind
+from histoseek.index.vectors import FaissIndex, IndexKind, publish
 from histoseek.ingest.results import Removed
 from histoseek.search.classify import MIN_MARGIN, TOP_K, SlideClassification, SlideClassifier
 from histoseek.search.hits import Hit
@@ -95,14 +95,21 @@ class Library:
             encoder, pretrained=pretrained, device=device)
         text = text_encoder if isinstance(text_encoder, Encoder) else None
         root.mkdir(parents=True, exist_ok=True)
-        store = RecordStore(root / DB_NAME)
+        # made under a temporary name and renamed once whole: a kill mid-way leaves no
+        # library.sqlite without a manifest
+        draft = root / f".{DB_NAME}.draft"
+        for stale in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
+            stale.unlink(missing_ok=True)
+        store = RecordStore(draft)
         LibraryManifest(
             encoder={**enc.info.to_dict(), "pretrained": pretrained},
             tiling=asdict(tiling or TilingConfig()), index=index,
             text_encoder=text.info.name if text else str(text_encoder),
             vector_store=store_spec,
         ).save(store)
-        return cls(root, store, device, encoder=enc, text_encoder=text)
+        store.close()  # checkpoints the WAL into the file, so the file alone is the library
+        publish(draft, root / DB_NAME)
+        return cls(root, RecordStore(root / DB_NAME), device, encoder=enc, text_encoder=text)
 
     @classmethod
     def open(cls, path: str | Path, device: str = "cpu", encoder: Encoder | None = None,
@@ -233,8 +240,8 @@ class Library:
         from histoseek.ingest.reports import add_reports
 
         return add_reports(source, store=self.store, indexes=self.indexes,
-                           text_encoder=self.text_encoder, image_encoder=self.encoder,
-                           lock=write_lock(self.root))
+                           text_encoder=lambda: self.text_encoder,
+                           image_encoder=lambda: self.encoder, lock=write_lock(self.root))
 
     def remove(self, key: str | Path) -> Removed:
         """Delete a source (path, file name, sha256 or id) with its tiles, or a report by id."""

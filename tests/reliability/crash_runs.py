@@ -188,14 +188,26 @@ def service_ingest(lib_path: Path, inputs: Path) -> Running:
     return Running(server, client)
 
 
+def wait_for_files(running: Running, lib_path: Path, files: int) -> None:
+    """Until the library holds ``files`` more files than now (or the run ends)."""
+    target = max(0, indexed_files(lib_path)) + files
+    while running.proc.poll() is None and indexed_files(lib_path) < target:
+        time.sleep(0.02)
+
+
 def kill_cycle(lib_path: Path, inputs: Path, reference: dict[str, np.ndarray], via: str,
-               kills: int, timing: Timing, rng: np.random.Generator) -> Tally:
-    """``kills`` runs each killed after a delay drawn from ``timing``, then a resume."""
+               kills: int, timing: Timing, rng: np.random.Generator,
+               after_files: int | None = None) -> Tally:
+    """``kills`` runs each killed after a delay drawn from ``timing`` (or, with
+    ``after_files``, once that many more files have been committed), then a resume."""
     start = cli_ingest if via == "cli" else service_ingest
     tally = Tally()
     for _ in range(kills):
         running = start(lib_path, inputs)
-        time.sleep(timing.draw(rng, scale=1.0 if via == "cli" else 0.8))
+        if after_files is None:
+            time.sleep(timing.draw(rng, scale=1.0 if via == "cli" else 0.8))
+        else:
+            wait_for_files(running, lib_path, after_files)
         tally.runs += 1
         if running.kill():
             tally.kills += 1

@@ -289,6 +289,10 @@ class RecordStore:
         vectors: dict[str, np.ndarray],
     ) -> tuple[np.ndarray, np.ndarray]:
         """Insert or replace reports; return (new ids, ids of the replaced rows)."""
+        ids = [r.report_id for r in records]
+        if len(set(ids)) != len(ids):  # the second would replace the first mid-transaction
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            raise InputError(f"report_id given twice in one batch: {', '.join(twice[:5])}")
         new_ids, old_ids = [], []
         with self.transaction() as conn:
             for i, (rec, sha) in enumerate(zip(records, shas, strict=True)):

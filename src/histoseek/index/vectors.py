@@ -59,10 +59,15 @@ def _atomic_write_bytes(path: Path, *parts: np.ndarray) -> None:
                 fh.write(memoryview(np.ascontiguousarray(part)))
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    publish(Path(tmp), path)
+
+
+def publish(draft: Path, path: Path) -> None:
+    """Rename a finished file into place and make the rename durable."""
+    os.replace(draft, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from histoseek.ingest.results import IngestFailure, IngestReport
 
 def add_reports(
     source: str | Path | list[Any], *, store: RecordStore, indexes: SpaceIndexes,
-    text_encoder: Encoder, image_encoder: Encoder, lock: AbstractContextManager[None],
+    text_encoder: Callable[[], Encoder], image_encoder: Callable[[], Encoder],
+    lock: AbstractContextManager[None],
 ) -> IngestReport:
-    """A report whose id exists with the same text is left alone; changed text replaces it."""
+    """A report whose id exists with the same text is left alone; changed text replaces it.
+    The encoders are loaded only once the input has been read (a bad CSV fails fast)."""
     started = time.perf_counter()
     report = IngestReport(unit="reports")
     inputs = read_reports(source)
@@ -42,9 +45,9 @@ def add_reports(
             shas.append(sha)
     if todo:
         texts = [r.text for r in todo]
-        vectors: dict[VectorSpace, np.ndarray] = {"text": text_encoder.encode_texts(texts)}
-        if image_encoder.has_texts:
-            vectors["joint"] = image_encoder.encode_texts(texts)
+        vectors: dict[VectorSpace, np.ndarray] = {"text": text_encoder().encode_texts(texts)}
+        if image_encoder().has_texts:
+            vectors["joint"] = image_encoder().encode_texts(texts)
         with lock:
             for space in vectors:
                 indexes[space]  # load (and reconcile) before SQLite changes under it
