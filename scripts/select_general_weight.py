@@ -1,6 +1,6 @@
 """Choose v2's general-branch weight g on VALIDATION data only, and show what it trades.
 
-    python scripts/select_general_weight.py runs/v2-deep --name v2-deep
+    python scripts/select_general_weight.py runs/v2-l2sp --name v2-l2sp
 
 The general branch is frozen, so g (the library vector is ``[sqrt(g) G, sqrt(1-g) T]``) is a
 choice made after training. For g in 0, 0.1, ..., 0.9 this scores, on the run's validation

@@ -106,6 +106,27 @@ def test_architecture_changes_the_version_even_with_the_same_weights(
     assert not np.allclose(other.encode_images(batch), packaged.encode_images(batch))
 
 
+PREVIOUS_V2_VERSION = "08629c763231ef57-da02fec6"  # v2-deep weights (tune_from 4), g = 0.9
+
+
+def test_a_library_of_the_previous_v2_weights_refuses_the_new_ones(tmp_path: Path) -> None:
+    """Same name, dim and preprocessing as the weights shipped before v2-l2sp: only the
+    version differs, and that alone must stop a library from mixing the two kinds of vectors."""
+    from histoseek import Library
+    from histoseek.errors import LibraryMismatchError
+
+    lib = Library.create(tmp_path / "lib", encoder=NAME)
+    manifest = dict(lib.manifest.encoder)
+    assert manifest["version"] != PREVIOUS_V2_VERSION and manifest["dim"] == DIM
+    lib.store.set_meta({"encoder": {**manifest, "version": PREVIOUS_V2_VERSION}})
+    lib.close()
+    old = Library.open(tmp_path / "lib")
+    with pytest.raises(LibraryMismatchError, match="re-index") as info:
+        _ = old.encoder
+    assert PREVIOUS_V2_VERSION in str(info.value) and manifest["version"] in str(info.value)
+    old.close()
+
+
 @pytest.mark.shared
 def test_adenocarcinoma_test_tiles_sit_near_their_text(shared_data: Path,
                                                       encoder: Encoder) -> None:

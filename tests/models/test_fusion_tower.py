@@ -58,7 +58,9 @@ def test_general_branch_is_the_imagenet_lite0_encoder(model: torch.nn.Module) ->
 def test_cached_frozen_maps_give_the_pixel_path(model: torch.nn.Module) -> None:
     x = pixels(2, seed=3)
     frozen = model.image.frozen_features(x)
-    assert [tuple(f.shape[1:]) for f in frozen] == [(40, 28, 28), (80, 14, 14)]  # tune from 4
+    assert model.image.tune_from == 5  # the shipped config: blocks 5-6 tuned
+    # tap 2, and block 4's map: a tap of the general branch and the tuned blocks' input
+    assert [tuple(f.shape[1:]) for f in frozen] == [(40, 28, 28), (112, 14, 14)]
     assert torch.allclose(model.image.tuned_feature_map(frozen), model.image.feature_map(x))
 
 
