@@ -59,10 +59,10 @@ def _atomic_write_bytes(path: Path, *parts: np.ndarray) -> None:
                 fh.write(memoryview(np.ascontiguousarray(part)))
             fh.flush()
             os.fsync(fh.fileno())
+        publish(Path(tmp), path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    publish(Path(tmp), path)
 
 
 def publish(draft: Path, path: Path) -> None:
