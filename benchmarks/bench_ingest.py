@@ -115,7 +115,8 @@ def write_markdown(path: Path, results: list[dict], ray_results: list[dict],
     if ray_results:
         base = {r["encoder"]: r["ingest_tiles_per_s"] for r in ray_results
                 if r["ray_workers"] == min(x["ray_workers"] for x in ray_results)}
-        lines += ["", "Through local Ray workers (`--ray`, one task per file):", "",
+        lines += ["", "Through local Ray workers (`--ray`; a task per group of files; Ray's "
+                  "start-up not counted):", "",
                   "| encoder | Ray workers | tiles/s | vs fewest workers |", "|---|---:|---:|---:|"]
         lines += [f"| {r['encoder']} | {r['ray_workers']} | {r['ingest_tiles_per_s']} | "
                   f"{r['ingest_tiles_per_s'] / base[r['encoder']]:.2f}x |" for r in ray_results]
