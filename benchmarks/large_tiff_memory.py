@@ -58,10 +58,12 @@ def he_atlas(side: int = 2048, seed: int = 0) -> np.ndarray:
     return img
 
 
-def level_shapes(side: int, max_levels: int = 99, min_side: int = 4096
-                 ) -> list[tuple[int, int]]:
-    """(side px, downsample) of each level: 1, 4, 16, ... until the side is under ``min_side``
-    or there are ``max_levels``."""
+def level_shapes(side: int, max_levels: int = 99, min_side: int = 4096,
+                 downsamples: list[int] | None = None) -> list[tuple[int, int]]:
+    """(side px, downsample) of each level: ``downsamples`` if given, else 1, 4, 16, ...
+    until the side is under ``min_side`` or there are ``max_levels``."""
+    if downsamples:
+        return [(-(-side // ds), ds) for ds in downsamples]
     levels, ds = [(side, 1)], 1
     while -(-side // ds) >= min_side and len(levels) < max_levels:
         ds *= 4
@@ -92,14 +94,15 @@ def tiles(side_px: int, ds: int, tissue_l0: tuple[int, int], atlas: np.ndarray
 
 
 def write_slide(path: Path, side: int, tissue_px: int, atlas: np.ndarray,
-                max_levels: int = 99) -> Path:
+                max_levels: int = 99, downsamples: list[int] | None = None) -> Path:
     """A square pyramidal tiled JPEG BigTIFF of ``side`` px at ``MPP``, written tile by tile."""
     import tifffile
 
     start = (side - min(tissue_px, side)) // 2
     box = (start, start + min(tissue_px, side))
     with tifffile.TiffWriter(path, bigtiff=True) as tif:
-        for i, (side_px, ds) in enumerate(level_shapes(side, max_levels)):
+        for i, (side_px, ds) in enumerate(level_shapes(side, max_levels,
+                                                       downsamples=downsamples)):
             res = 1e4 / (MPP * ds)  # pixels per centimetre
             tif.write(tiles(side_px, ds, box, atlas), shape=(side_px, side_px, 3),
                       dtype=np.uint8, tile=(TILE, TILE), photometric="rgb", compression="jpeg",
@@ -169,18 +172,19 @@ def index_once(slide: Path, library: Path) -> dict[str, Any]:
 
 
 def run(sizes: list[int], tissue_px: int, folder: Path, max_levels: int = 99,
-        log: Any = print) -> list[dict[str, Any]]:
+        downsamples: list[int] | None = None, log: Any = print) -> list[dict[str, Any]]:
     """Write and index one slide per size; one result row each."""
     atlas = he_atlas()
     rows = []
     for side in sizes:
         slide = folder / f"synthetic-{side}-{max_levels}.tif"
         t0 = time.perf_counter()
-        write_slide(slide, side, tissue_px, atlas, max_levels)
+        write_slide(slide, side, tissue_px, atlas, max_levels, downsamples)
         write_s = time.perf_counter() - t0
         library = folder / f"lib-{side}"
         shutil.rmtree(library, ignore_errors=True)
-        row = {"side_px": side, "levels": [s for s, _ in level_shapes(side, max_levels)],
+        row = {"side_px": side,
+               "levels": [s for s, _ in level_shapes(side, max_levels, downsamples=downsamples)],
                "file_mb": round(slide.stat().st_size / 2**20, 1), "write_s": round(write_s, 1),
                "tissue_px": min(tissue_px, side), **index_once(slide, library)}
         log(f"{side:,} px square ({row['file_mb']} MB, levels {row['levels']}): "
@@ -217,8 +221,9 @@ def section(runs: list[dict[str, Any]]) -> str:
         "peak RSS is GNU time's maximum resident set size of that process. *Thumbnail*, "
         "*thumbnail + tissue mask*: the peak of a process that opens the slide and takes the "
         "thumbnail `tile_slide` takes (then also its tissue mask), minus that of one that "
-        "only opens it. Rows with two levels are sparse "
-        "pyramids (`--max-levels 2`): no level near the thumbnail's size.", "",
+        "only opens it. Rows with two levels are sparse pyramids (`--max-levels 2`, or "
+        "`--downsamples 1 64`: a gap between a large and a tiny level), with no level near "
+        "the thumbnail's size.", "",
         body, *refused, "", f"Commands: {commands}.", ""])
 
 
@@ -230,6 +235,8 @@ def main() -> None:
                         help="side of the tissue square in level-0 pixels (the same in all)")
     parser.add_argument("--max-levels", type=int, default=99,
                         help="stop the pyramid after this many levels (a sparse pyramid)")
+    parser.add_argument("--downsamples", type=int, nargs="+", metavar="DS",
+                        help="the levels' downsamples instead (e.g. 1 64: a gap in the pyramid)")
     parser.add_argument("--merge", action="store_true",
                         help="add these rows to those already in --json")
     parser.add_argument("--keep", type=Path, help="write slides and libraries here and keep them")
@@ -240,7 +247,7 @@ def main() -> None:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="histoseek-tiff-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        rows = run(args.sizes, args.tissue_px, folder, args.max_levels)
+        rows = run(args.sizes, args.tissue_px, folder, args.max_levels, args.downsamples)
     finally:
         if not args.keep:
             shutil.rmtree(folder, ignore_errors=True)

@@ -16,9 +16,14 @@ same index, and recall@10 against exact search (brute force over regenerated chu
 - ``Library.search`` against raw FAISS on the library's own index: ``bench_search``'s
   ``build_library`` (``--library flat:1000000 hnsw:100000``).
 
-    python benchmarks/scale_vectors.py --markdown             # default sizes, ~1 h on 2 cores
+    python benchmarks/scale_vectors.py --markdown   # all defaults: ~70 min on 2 quiet cores
+    python benchmarks/scale_vectors.py --kinds ivfpq --merge --markdown   # one kind, kept others
     python benchmarks/scale_vectors.py --kinds flat hnsw --sizes 1000000 10000000 --library
-    python benchmarks/scale_vectors.py --render               # docs from docs/scaling-vectors.json
+    python benchmarks/scale_vectors.py --render     # docs from docs/scaling-vectors.json
+
+Most of the time is the IVF-PQ build to 10M (PQ encoding, ~125 us a vector) and HNSW to 1M
+(~0.8 ms an insert); the exact neighbours (~8 min to 10M) are cached in ``CACHE``. On a
+loaded machine multiply by 2-4.
 """
 
 from __future__ import annotations
@@ -574,14 +579,14 @@ def plot_growth(rows: list[dict[str, Any]], path: Path, target: int = 10_000_000
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (lat, mem) = plt.subplots(1, 2, figsize=(11, 4.3))
+    fig, (lat, mem) = plt.subplots(1, 2, figsize=(11, 4.8))
     colours = dict(zip(KINDS, plt.cm.tab10.colors, strict=False))
     for i, (kind, rs) in enumerate(_by_kind(rows).items()):
         colour = colours.get(kind, plt.cm.tab10.colors[4 + i % 6])
         ns = [r["n"] for r in rs]
         lat.plot(ns, [r["p50_ms"] for r in rs], "o-", color=colour, label=kind)
         mem.plot(ns, [r["index_rss_mb"] / 1024 for r in rs], "o-", color=colour, label=kind)
-        if ns[-1] < target:
+        if ns[-1] < target and kind in KINDS:  # variants: measured points only
             far = extrapolate(rs, target)
             lat.plot([ns[-1], target], [rs[-1]["p50_ms"], far["p50_ms"]], "--", color=colour)
             lat.plot([target], [far["p50_ms"]], "o", mfc="none", color=colour)
@@ -595,9 +600,11 @@ def plot_growth(rows: list[dict[str, Any]], path: Path, target: int = 10_000_000
             ylabel="index resident memory (GiB)", title="Memory (RSS growth of the process)")
     for ax in (lat, mem):
         ax.grid(True, which="both", alpha=0.3)
-    lat.legend(title="solid: measured; dashed, hollow: extrapolated", fontsize=8,
-               title_fontsize=8)
-    fig.tight_layout()
+    handles, labels = lat.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9,
+               title="solid: measured; dashed to a hollow point: extrapolated",
+               title_fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -615,7 +622,13 @@ def vector_section(results: dict[str, Any], plot: Path, doc: Path) -> str:
         f"function of its id. {st['queries']} queries are perturbed data points; recall@10 is "
         "against exact search (brute force over regenerated chunks). Latency is one query at "
         f"a time (up to {st['latency_queries']} queries, or {st['latency_seconds']:.0f} s per "
-        "row, at least 20), on a 2-core machine shared with other jobs. IVF-PQ and binary "
+        "row, at least 20), on a 2-core machine shared with other jobs. Indexes are "
+        "histoseek's `FaissIndex` with its defaults (HNSW M 32, efConstruction 80, efSearch "
+        "128; IVF-PQ nprobe 16, 56 one-byte sub-quantizers) and, for binary, 728-bit SimHash "
+        "codes (`histoseek.index.binary_codes`) in `faiss.IndexBinaryFlat`. IVF-PQ is filled "
+        f"as ingest fills a library, one {SLIDE_TILES:,}-tile slide per add, so it trains "
+        "once at 4,096 vectors (nlist 128); `ivfpq-t20k` makes the first add 20k vectors "
+        "(`--ivfpq-first-add 20000`). IVF-PQ and binary "
         f"fetch k x {RESCORE_FACTOR} = 40 candidates and re-rank them exactly "
         "(`histoseek.index.rescore`), the float vectors regenerated from their ids. "
         "*wrapper/raw*: histoseek's `FaissIndex.search` (binary: plus computing the SimHash "
@@ -654,12 +667,16 @@ def vector_section(results: dict[str, Any], plot: Path, doc: Path) -> str:
                        for r in sorted(compressed, key=_order)])]
     if library:
         out += ["`Library.search` against raw FAISS on the same index (`bench_search."
-                "build_library`: a real library, vectors in SQLite, records and typed hits):",
-                "", table(["kind", "N", "build s", "build peak RSS MB", "SQLite B/tile",
+                "build_library`: a real library, vectors in SQLite, records and typed hits). "
+                "The baseline includes the input vectors, handed in memory-mapped from a "
+                "file; the peak includes filling FAISS from SQLite and saving it:",
+                "", table(["kind", "N", "build s", "baseline RSS MB", "build peak RSS MB",
+                           "SQLite B/tile",
                            "Library p50 ms", "Library p99 ms", "raw p50 ms",
                            "ratio (target <= 1.2)", "recall@10 (50 q)",
                            "Library p50 ms 2 thr.", "raw p50 ms 2 thr.", "ratio 2 thr."],
-                          [[r["kind"], r["n"], _g(r["build_s"]), r["build_peak_mb"],
+                          [[r["kind"], r["n"], _g(r["build_s"]), r["baseline_rss_mb"],
+                            r["build_peak_mb"],
                             _g(r["sqlite_bytes_per_tile"]), _g(r["library_p50_ms"]),
                             _g(r["library_p99_ms"]), _g(r["raw_p50_ms"]), f"{r['ratio']:.2f}",
                             f"{r['recall_at_10']:.3f}", _g(r["library_p50_ms_2t"]),
@@ -667,9 +684,9 @@ def vector_section(results: dict[str, Any], plot: Path, doc: Path) -> str:
                            for r in library])]
     extra = [[kind, 10_000_000, _g(e["build_s"]), round(e["ram_bytes"] / 2**20),
               round(e["file_bytes"] / 2**20), _g(e["p50_ms"]), _g(e["p99_ms"]),
-              f"{growth_exponent(rs, 'p50_ms'):.2f}"]
+              f"{b:.2f}" if not math.isnan(b := growth_exponent(rs, "p50_ms")) else "—"]
              for kind, rs in _by_kind(rows).items() if rs[-1]["n"] < 10_000_000
-             for e in [extrapolate(rs, 10_000_000)]]
+             and kind in KINDS for e in [extrapolate(rs, 10_000_000)]]
     if extra:
         out += ["**Extrapolated, not measured** (10M does not fit this machine for these "
                 "kinds, or was not run): from the largest measured size by each kind's cost "
@@ -684,7 +701,9 @@ def vector_section(results: dict[str, Any], plot: Path, doc: Path) -> str:
             "between runs):", ""]
     out += [f"- `python benchmarks/scale_vectors.py {run['command']}`: "
             f"{run.get('total_seconds', '?')} s (" + ", ".join(
-                f"{k} {v}" for k, v in run["step_seconds"].items()) + ")"
+                f"{k} {v}" + (f" at load {run['step_load'][k]}" if k in run.get(
+                    "step_load", {}) else "") for k, v in run["step_seconds"].items()) + ")"
+            + (f"; {run['note']}" if "note" in run else "")
             for run in results.get("runs", [])]
     out.append("")
     return "\n".join(out)
@@ -715,6 +734,8 @@ def sizing_section(results: dict[str, Any], n: float = 1e9) -> str:
                   else 4 * DIM + 100)
     rows, notes = [], []
     for kind, rs in by_kind.items():
+        if kind not in KINDS:  # a variant (ivfpq-tNk): the findings discuss it
+            continue
         last, e = rs[-1], extrapolate(rs, n)
         save = "—" if kind == "binary" else _human(2 * e["file_bytes"])
         rows.append([kind, last["n"], _human(e["ram_bytes"]), _human(e["file_bytes"]), save,
@@ -725,7 +746,7 @@ def sizing_section(results: dict[str, Any], n: float = 1e9) -> str:
             f"({_ram_per_vector(last):.0f} B/vector measured at {last['n']:,}), so with 30% "
             f"headroom {nodes} server{'s' if nodes > 1 else ''} of 768 GB; p50 about "
             f"{_ms(e['p50_ms'])} on one core (extrapolated). "
-            + VERDICTS.get(kind.split("-")[0], ""))
+            + VERDICTS[kind])
     return "\n".join([
         "## On paper: a 10^6-slide archive", "",
         f"Assumptions: 10^6 slides x ~10^3 tissue tiles = 10^9 vectors of {DIM} dims (a "
@@ -791,20 +812,22 @@ def run_all(settings: Settings, workdir: Path) -> dict[str, Any]:
     (workdir / "settings.json").write_text(json.dumps(asdict(settings)))
     tasks = ["truth", *(f"kind:{k}" for k in settings.kinds),
              *(f"library:{spec}" for spec in settings.library)]
-    timings = {}
+    timings, loads = {}, {}
     for task in tasks:
         t0 = time.perf_counter()
         print(f"== {task}", flush=True)
         subprocess.run([sys.executable, __file__, "--worker", task, "--workdir", str(workdir)],
                        check=True)
         timings[task] = round(time.perf_counter() - t0)
-        print(f"== {task} done in {timings[task]} s", flush=True)
+        loads[task] = round(os.getloadavg()[1], 1)  # 5-minute load average as the step ends
+        print(f"== {task} done in {timings[task]} s (load {loads[task]})", flush=True)
     rows, library = [], []
     for task in tasks[1:]:
         data = json.loads((workdir / f"result-{task.replace(':', '-')}.json").read_text())
         (library if task.startswith("library") else rows).extend(data)
     return {"settings": asdict(settings), "runs": [{"command": " ".join(sys.argv[1:]),
-                                                    "step_seconds": timings}],
+                                                    "step_seconds": timings,
+                                                    "step_load": loads}],
             "rows": rows, "library": library}
 
 

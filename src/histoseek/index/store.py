@@ -374,7 +374,7 @@ class RecordStore:
         """(count, sum, max) of ids: with monotonic ids this pins the id set exactly."""
         table = SPACE_TABLES[space]
         col = table.id_column
-        sql, params = table.select(f"count(*), total({col}), max({col})")
+        sql, params = table.select(f"count(*), sum({col}), max({col})")
         row = self.conn.execute(sql, params).fetchone()
         return int(row[0]), int(row[1] or 0), int(row[2] or 0)
 
