@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from histoseek.errors import LibraryError
-from histoseek.index.vectors import IndexKind, pq_subquantizers
+from histoseek.index.vectors import IndexKind, checked_queries, checked_rows, pq_subquantizers
 
 INSERT_BATCH = 8192  # rows per insert call: keeps one gRPC message well under its 64 MB limit
 ID_PAGE = 16384  # Milvus's largest query page
@@ -156,12 +156,7 @@ class MilvusIndex:
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids) == 0:
             return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise LibraryError(f"vectors of shape {vectors.shape} do not fit a {self.dim}-d index")
-        if len(vectors) != len(ids):
-            raise LibraryError(f"{len(ids)} ids given for {len(vectors)} vectors")
-        ids = np.asarray(ids, np.int64)
+        ids, vectors = checked_rows(ids, vectors, self.dim)
         groups = (self.group_of(ids) if self.group_of is not None
                   else np.full(len(ids), -1, np.int64))
         with milvus_errors(self.collection):
@@ -188,9 +183,7 @@ class MilvusIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ``(scores, ids)`` like ``FaissIndex.search``; ``allow_groups`` keeps
         records of those sources only."""
-        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise LibraryError(f"queries of shape {queries.shape} do not fit a {self.dim}-d index")
+        queries = checked_queries(queries, self.dim)
         m = len(queries)
         total = len(self)
         if total == 0 or (allow is not None and len(allow) == 0) or (

@@ -65,6 +65,25 @@ def _atomic_write_bytes(path: Path, *parts: np.ndarray) -> None:
         raise
 
 
+def checked_rows(ids: np.ndarray, vectors: np.ndarray, dim: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """int64 ids and contiguous float32 ``[n, dim]`` rows, or a clear error (every backend)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != dim:
+        raise LibraryError(f"vectors of shape {vectors.shape} do not fit a {dim}-d index")
+    if len(vectors) != len(ids):
+        raise LibraryError(f"{len(ids)} ids given for {len(vectors)} vectors")
+    return np.ascontiguousarray(ids, dtype=np.int64), vectors
+
+
+def checked_queries(queries: np.ndarray, dim: int) -> np.ndarray:
+    """Contiguous float32 ``[m, dim]`` query rows, or a clear error (every backend)."""
+    queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    if queries.ndim != 2 or queries.shape[1] != dim:
+        raise LibraryError(f"queries of shape {queries.shape} do not fit a {dim}-d index")
+    return queries
+
+
 def publish(draft: Path, path: Path) -> None:
     """Rename a finished file into place and make the rename durable."""
     os.replace(draft, path)
@@ -160,12 +179,8 @@ class FaissIndex:
         """Add float32 ``[n, dim]`` rows under int64 ``ids``."""
         if len(ids) == 0:
             return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise LibraryError(f"vectors of shape {vectors.shape} do not fit a {self.dim}-d index")
-        if len(vectors) != len(ids):
-            raise LibraryError(f"{len(ids)} ids given for {len(vectors)} vectors")
-        self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        ids, vectors = checked_rows(ids, vectors, self.dim)
+        self.index.add_with_ids(vectors, ids)
         self._id_array = None
         if self.kind == "ivfpq" and self.is_exact and len(self) >= IVFPQ_MIN_TRAIN:
             self._train_ivfpq()
@@ -196,9 +211,7 @@ class FaissIndex:
 
         ``allow`` restricts the search to those ids, ``deny`` skips them.
         """
-        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise LibraryError(f"queries of shape {queries.shape} do not fit a {self.dim}-d index")
+        queries = checked_queries(queries, self.dim)
         total = self._index.ntotal
         if total == 0:
             m = len(queries)
