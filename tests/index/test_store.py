@@ -219,3 +219,27 @@ def test_upsert_replaces_report_and_its_vectors(store: RecordStore) -> None:
     assert _count(store, "report_vectors") == 1
     assert store.report_shas() == {"r1": "s-new"}
     assert store.report_rows([int(second)])[int(second)]["text"] == "new text"
+
+
+def _joined_places(store: RecordStore, ids: list[int]) -> dict[int, tuple]:
+    rows = store.conn.execute("SELECT id, x, y, w, h, mpp, source FROM tiles").fetchall()
+    return {r[0]: tuple(r[1:]) for r in rows if r[0] in set(ids)}
+
+
+@pytest.mark.parametrize("n_wanted", [5, 300])  # the plain-Python path and the numpy one
+def test_tile_places_match_sql_before_and_after_a_removal(store: RecordStore,
+                                                          n_wanted: int) -> None:
+    """Unbroken ids are found by subtraction, broken ones by binary search: both must give
+    what a join gives, leave out deleted and unknown ids, and see a removal at once."""
+    store.insert_sources([make_record(f"s{i}", 80, seed=i) for i in range(5)])
+    all_ids = sorted(r[0] for r in store.conn.execute("SELECT id FROM tiles"))
+    rng = np.random.default_rng(0)
+    wanted = [int(i) for i in rng.choice(all_ids, n_wanted, replace=False)] + [-5, 10**9]
+    places, _ = store.tile_places(wanted)
+    assert places == _joined_places(store, wanted)
+    (pk, _), = store.find_sources("s2.png")
+    store.delete_sources([pk])
+    places, _ = store.tile_places(wanted)
+    expected = _joined_places(store, wanted)
+    assert places == expected and len(expected) < n_wanted
+    assert store._tile_table().first_id is None  # the run is broken now

@@ -282,3 +282,25 @@ def test_dimension_mismatch_raises(data, built, tmp_path) -> None:
 def test_unknown_kind_raises() -> None:
     with pytest.raises(LibraryError, match="unknown index type"):
         FaissIndex(DIM, "annoy")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_unbroken_ids_map_positions_by_offset(kind, data) -> None:
+    """Ids in one unbroken run take the offset shortcut; after a removal breaks the run the
+    gather path must give the same ids as brute force."""
+    _, vectors, queries = data
+    ids = np.arange(POINTS, dtype=np.int64) + 1_000
+    index = FaissIndex(DIM, kind)
+    index.add(ids, vectors)
+    sims = queries @ vectors.T
+    top1 = ids[np.argmax(sims, axis=1)]
+    _, got = index.search(queries, K)
+    assert np.mean(got[:, 0] == top1) >= 0.98
+    if kind == "flat":
+        assert np.array_equal(got[:, 0], top1)
+        gone = np.unique(top1[:20])
+        assert index.remove(gone)
+        keep = ~np.isin(ids, gone)
+        expected = ids[keep][np.argmax(sims[:, keep], axis=1)]
+        _, after = index.search(queries, K)
+        assert np.array_equal(after[:, 0], expected)

@@ -122,6 +122,7 @@ class FaissIndex:
         through SWIG on every query costs more than a small HNSW search."""
         self._index = index
         self._id_array: np.ndarray | None = None
+        self._first_id: int | None = None  # set by ids(): the first id when ids run unbroken
         inner = faiss.downcast_index(index.index)
         self._inner = inner
         self._exact = isinstance(inner, faiss.IndexFlat)
@@ -162,6 +163,10 @@ class FaissIndex:
         """External id of each stored vector, by position (cached until the index changes)."""
         if self._id_array is None:
             self._id_array = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            ids = self._id_array
+            unbroken = len(ids) > 0 and int(ids[-1]) - int(ids[0]) == len(ids) - 1 and (
+                len(ids) == 1 or bool(np.all(ids[1:] > ids[:-1])))
+            self._first_id = int(ids[0]) if unbroken else None
         return self._id_array
 
     def stored_vectors(self) -> np.ndarray | None:
@@ -231,6 +236,8 @@ class FaissIndex:
             # measured on 2 loaded cores).
             scores, positions = self._inner.search(queries, k, params=self._plain_params)
             ids = self.ids()
+            if self._first_id is not None:  # ids are one unbroken run: no gather needed
+                return scores, np.where(positions >= 0, positions + self._first_id, -1)
             return scores, np.where(positions >= 0, ids[np.maximum(positions, 0)], -1)
         else:
             params = self._plain_params

@@ -64,9 +64,13 @@ def report_hit(score: float, row: dict[str, Any], slide_paths: dict[str, str]) -
                path=None if slide is None else slide_paths.get(str(slide)))
 
 
+#: the fields every tile hit of one source shares, in ``source_fields``'s order
+SOURCE_FIELDS = ("path", "source_id", "slide", "label", "source_kind", "metadata")
+
+
 def source_fields(row: dict[str, Any]) -> dict[str, Any]:
     """The fields every tile hit of one source shares, from a ``RecordStore`` source row."""
     meta = row["metadata"]
-    return {"path": row["path"], "source_id": row["source_id"],
-            "slide": meta.get("slide_id") or row["name"], "label": row["label"],
-            "source_kind": row["kind"], "metadata": meta}
+    return dict(zip(SOURCE_FIELDS, (row["path"], row["source_id"],
+                                    meta.get("slide_id") or row["name"], row["label"],
+                                    row["kind"], meta), strict=True))

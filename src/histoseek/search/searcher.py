@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import faiss
 import numpy as np
 
 from histoseek.encoders.base import Encoder
@@ -53,6 +54,7 @@ class Searcher:
         self._catalogues: dict[SlideCodes, tuple[Any, SlideCatalogue]] = {}
         self._sources: dict[int, dict[str, Any]] | None = None
         self._source_fields: dict[int, dict[str, Any]] = {}
+        self._hit_fields: dict[int, tuple[Any, ...]] = {}
         #: the image-space query vector of the latest tile, region or slide search (for
         #: heatmaps: ``Library.write_heatmaps``); None after a report search
         self.last_image_query: np.ndarray | None = None
@@ -311,15 +313,17 @@ class Searcher:
         """Top ``k`` hits of each query row in ``space``, filters applied inside FAISS."""
         index = self.indexes[space]
         selection: dict[str, np.ndarray] = {}
-        if (where or exclude) and index.filters_by_group and space == "image":
+        if not (where or exclude):
+            pass  # the common case first: one test on every search's path
+        elif index.filters_by_group and space == "image":
             # Milvus: the filter becomes an expression on the tiles' source ids
             selection["allow_groups"] = self.store.filtered_sources(where, exclude)
         elif where:
             selection["allow"] = self.store.filtered_ids(space, where, exclude)
-        elif exclude:
+        else:
             selection["deny"] = np.setdiff1d(self.store.all_ids(space),
                                              self.store.filtered_ids(space, None, exclude))
-        if any(len(v) == 0 for n, v in selection.items() if n != "deny"):
+        if selection and any(len(v) == 0 for n, v in selection.items() if n != "deny"):
             return [[] for _ in queries]
         if index.scores_are_estimates:
             _, candidates = index.search(queries, k * RESCORE_FACTOR, **selection)
@@ -337,21 +341,25 @@ class Searcher:
             return [[report_hit(s, rows[i], slide_paths)
                      for s, i in zip(srow.tolist(), irow.tolist(), strict=True) if i in rows]
                     for srow, irow in zip(scores, ids, strict=True)]
-        places, sources = self.store.tile_places(wanted)
+        # indexes[space] above has just read the store's data_version: no second read
+        places, sources = self.store.tile_places(wanted, recheck=False)
         if sources is not self._sources:  # the store reloaded its source rows
             self._sources, self._source_fields = sources, {
                 pk: source_fields(row) for pk, row in sources.items()}
-        fields = self._source_fields
-        return [[Hit(clip_score(s), "tile", i, x=p[0], y=p[1], w=p[2], h=p[3], mpp=p[4],
-                     **fields[p[5]])
+            self._hit_fields = {pk: tuple(f.values()) for pk, f in self._source_fields.items()}
+        fields = self._hit_fields
+        # positional Hit arguments (see hits.SOURCE_FIELDS): half the cost of keywords
+        return [[Hit(clip_score(s), "tile", i, f[0], f[1], f[2], p[0], p[1], p[2], p[3], p[4],
+                     f[3], None, None, f[4], f[5])
                  for s, i in zip(srow.tolist(), irow.tolist(), strict=True)
-                 if (p := places.get(i)) is not None]
+                 if (p := places.get(i)) is not None and (f := fields[p[5]])]
                 for srow, irow in zip(scores, ids, strict=True)]
 
 
 def _mean(vectors: np.ndarray) -> np.ndarray:
-    """One unit query from one or more rows (a single row skips numpy's reductions: this is
-    on every search's path)."""
-    row = vectors[0] if len(vectors) == 1 else vectors.mean(axis=0)
-    norm = float(np.sqrt(row @ row))
-    return (row / norm if norm > 0 else row).reshape(1, -1).astype(np.float32, copy=False)
+    """One unit query from one or more rows (FAISS normalises in one call: this is on every
+    search's path, where numpy's several calls cost twice as much on a cold cache)."""
+    row = np.array(vectors[:1] if len(vectors) == 1 else vectors.mean(axis=0, keepdims=True),
+                   dtype=np.float32)
+    faiss.normalize_L2(row)
+    return row
