@@ -21,6 +21,7 @@ from histoseek.knowledge import (
     class_prompts,
     default_tree,
     expand_query,
+    expansion_texts,
     load_tree,
     write_classes_yaml,
     zero_shot_classes,
@@ -271,3 +272,38 @@ def test_libyaml_reads_the_tree_as_pure_python_does(monkeypatch: pytest.MonkeyPa
     monkeypatch.delattr(yaml, "CSafeLoader", raising=False)
     slow = load_tree()
     assert fast.entities and fast == slow  # entities compare with their attribute sentences
+
+
+# ---------------------------------------------------------------- subtypes
+
+def test_subtypes_find_their_entity_but_are_not_expanded(tree: KnowledgeTree) -> None:
+    polyp = tree.resolve("hamartomatous polyp")
+    assert polyp.id == "polyp" and "hamartomatous polyp" in polyp.subtypes
+    assert "hamartomatous polyp" in polyp.names
+    assert [e.id for e in tree.find_mentions("a Hamartomatous-polyp of the rectum")] == ["polyp"]
+    assert tree.expandable_mentions("hamartomatous polyp") == []
+    assert expansion_texts("hamartomatous polyp", tree) == []
+    assert [e.id for e in tree.expandable_mentions("colorectal polyp")] == ["polyp"]
+    mixed = expansion_texts("juvenile polyp beside a signet ring cell carcinoma", tree)
+    assert len(mixed) == 1 and mixed[0].startswith("colorectal signet-ring cell carcinoma.")
+    # class prompts still name the subtypes: they are kinds of the class
+    assert "a histopathology image of hamartomatous polyp" in {
+        p.lower() for p in class_prompts(polyp, ("a histopathology image of {name}",))}
+
+
+def test_subtype_mentions_leave_expansion_weight_to_the_rest(tree: KnowledgeTree) -> None:
+    from histoseek.search.text_query import mention_coverage
+
+    assert mention_coverage("hamartomatous polyp", tree) == 0.0
+    assert mention_coverage("colorectal polyp", tree) == 1.0
+
+
+def test_subtypes_must_be_a_list_of_texts_and_unique(tmp_path: Path) -> None:
+    entity = GOOD_ENTITY.format(id="a_thing", name="a thing")
+    small = load_tree(write_tree(tmp_path, entity + "        subtypes: [a kind of thing]\n"))
+    assert small.get("a kind of thing").id == "a_thing"
+    with pytest.raises(InputError, match="'subtypes'"):
+        load_tree(write_tree(tmp_path, entity + "        subtypes: 7\n"))
+    with pytest.raises(InputError, match="names both"):
+        load_tree(write_tree(tmp_path, entity + "        subtypes: [x]\n"
+                             + GOOD_ENTITY.format(id="other", name="x")))

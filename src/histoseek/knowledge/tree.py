@@ -61,7 +61,8 @@ NCT_CRC_HE_CLASSES: dict[str, str] = {
 """NCT-CRC-HE-100K label -> entity id, usable as ``ids`` of :func:`zero_shot_classes`."""
 
 _ENTITY_KEYS = frozenset(
-    {"id", "name", "synonyms", "definition", "attributes", "tcga_code", "mention_id"})
+    {"id", "name", "synonyms", "subtypes", "definition", "attributes", "tcga_code",
+     "mention_id"})
 _SNAKE = re.compile(r"^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$")
 _SEPARATORS = re.compile(r"[\s_\-]+")
 _TEMPLATE_FIELDS = frozenset({"name", "definition", "attribute"})
@@ -90,7 +91,10 @@ class Entity:
     ``typical_findings``, ``differential`` …) to its sentences, in file order. ``organ`` is
     the organ id. ``tcga_code`` holds TCGA project codes (empty when none applies; colorectal
     adenocarcinoma has two, ``COAD`` and ``READ``). ``mention_id`` is false when the bare id
-    is too common a word (``normal``) to count as a mention in free text.
+    is too common a word (``normal``) to count as a mention in free text. ``subtypes`` are
+    narrower kinds with a histology of their own ("hamartomatous polyp" under colorectal
+    polyp): they find the entity like synonyms do, but a query naming one is more specific
+    than the entity's attribute sentences, so query expansion leaves it alone.
     """
 
     id: str
@@ -99,13 +103,18 @@ class Entity:
     synonyms: tuple[str, ...] = ()
     definition: str = ""
     attributes: dict[str, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    subtypes: tuple[str, ...] = ()
     tcga_code: tuple[str, ...] = ()
     mention_id: bool = True
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The name followed by every synonym."""
-        return (self.name, *self.synonyms)
+        """The name followed by every synonym and subtype."""
+        return (self.name, *self.synonyms, *self.subtypes)
+
+    def is_subtype(self, phrase: str) -> bool:
+        """True when ``phrase`` (as found in text) names one of this entity's subtypes."""
+        return normalise(phrase) in {normalise(s) for s in self.subtypes}
 
     @property
     def n_attributes(self) -> int:
@@ -221,6 +230,14 @@ class KnowledgeTree:
             found.setdefault(entity.id, entity)
         return list(found.values())
 
+    def expandable_mentions(self, text: str) -> list[Entity]:
+        """Like :meth:`find_mentions`, leaving out entities named only by a subtype."""
+        found: dict[str, Entity] = {}
+        for entity, start, end in self.mention_spans(text):
+            if not entity.is_subtype(text[start:end]):
+                found.setdefault(entity.id, entity)
+        return list(found.values())
+
     def mention_spans(self, text: str) -> list[tuple[Entity, int, int]]:
         """Every mention in ``text`` as ``(entity, start, end)`` character offsets."""
         return [(self._index[normalise(m.group(0))], m.start(), m.end())
@@ -317,6 +334,7 @@ def _parse_entity(raw: Any, organ: str, where: str) -> Entity:
     return Entity(
         id=entity_id, name=_text(raw["name"], f"{where}: 'name'"), organ=organ,
         synonyms=_texts(raw.get("synonyms", []), f"{where}: 'synonyms'"),
+        subtypes=_texts(raw.get("subtypes", []), f"{where}: 'subtypes'"),
         definition=_text(raw["definition"], f"{where}: 'definition'"), attributes=parsed,
         tcga_code=tuple(c.upper() for c in _texts(codes, f"{where}: 'tcga_code'")),
         mention_id=mention_id)
@@ -380,7 +398,7 @@ def class_prompts(entity: Entity, templates: Sequence[str] = DEFAULT_TEMPLATES) 
     Raises:
         InputError: a template has a field other than name, definition and attribute, or none.
     """
-    names = [entity.name, *(s for s in entity.synonyms if not _is_abbreviation(s))]
+    names = [n for n in entity.names if n == entity.name or not _is_abbreviation(n)]
     sentences = attribute_sentences(entity)
     prompts: dict[str, None] = {}
     for template in templates:
@@ -430,11 +448,13 @@ def expansion_texts(text: str, tree: KnowledgeTree | None = None, *,
     (:func:`histoseek.search.text_query.embed_text_query`) rather than appending to the query
     as :func:`expand_query` does: appended attributes outweigh a short query, so "poorly
     differentiated adenocarcinoma" stops preferring the report that says exactly that.
-    Empty when no entity is mentioned.
+    Empty when no entity is mentioned. An entity named only by one of its subtypes is left
+    out: its sentences describe the broader entity ("hamartomatous polyp" would be pulled
+    toward hyperplastic polyps by the generic polyp's).
     """
     tree = default_tree() if tree is None else tree
     return [f"{entity.name}. " + ". ".join(attribute_sentences(entity, kinds=kinds)) + "."
-            for entity in tree.find_mentions(text)]
+            for entity in tree.expandable_mentions(text)]
 
 
 def zero_shot_classes(tree: KnowledgeTree, ids: Iterable[str] | Mapping[str, str],
