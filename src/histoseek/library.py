@@ -16,17 +16,23 @@ import numpy as np
 
 from histoseek.delegation import delegates_to
 from histoseek.encoders.base import Encoder, EncoderInfo
-from histoseek.encoders.identity import same_encoder
+from histoseek.encoders.identity import load_stored_encoder, same_encoder, text_encoder_to_record
 from histoseek.encoders.registry import create_encoder
-from histoseek.errors import LibraryError, LibraryMismatchError
+from histoseek.errors import LibraryError
 from histoseek.index.backends import backend_spec, open_backend
 from histoseek.index.describe import library_info, library_summary
+from histoseek.index.library_folder import (
+    DB_NAME,
+    delete_empty_library,
+    refuse_or_reset,
+    write_new_library,
+)
 from histoseek.index.lock import write_lock
 from histoseek.index.manifest import LibraryManifest
 from histoseek.index.space_indexes import SpaceIndexes
 from histoseek.index.spaces import VectorSpace
 from histoseek.index.store import RecordStore
-from histoseek.index.vectors import FaissIndex, IndexKind, publish
+from histoseek.index.vectors import FaissIndex, IndexKind
 from histoseek.ingest.results import Removed
 from histoseek.search.classify import MIN_MARGIN, TOP_K, SlideClassification, SlideClassifier
 from histoseek.search.hits import Hit
@@ -39,7 +45,7 @@ if TYPE_CHECKING:  # ingest (tqdm, threads, file discovery) loads on the first a
     from histoseek.index.migrate import Migrated
     from histoseek.ingest.results import IngestReport
 
-DB_NAME = "library.sqlite"
+__all__ = ["DB_NAME", "DEFAULT_ENCODER", "Library"]
 DEFAULT_ENCODER = "histoseek-base"  # the built-in model: offline, both towers
 
 
@@ -54,8 +60,8 @@ class Library:
         self._encoder: Encoder | None = None
         self._text_encoder: Encoder | None = None
         if encoder is not None:
-            stored = EncoderInfo.from_dict(self.manifest.encoder)
-            self._encoder = same_encoder(root, stored, encoder)
+            self._encoder = same_encoder(root, EncoderInfo.from_dict(self.manifest.encoder),
+                                         encoder)
         if text_encoder is not None:
             self._adopt_text_encoder(text_encoder)
         self._summaries_checked: tuple[int, int] | None = None
@@ -84,31 +90,18 @@ class Library:
         (``PATH.db``) or a Milvus server URI (``http://host:19530``).
         """
         root = Path(path)
-        if (root / DB_NAME).exists():
+        if (root / DB_NAME).exists():  # before loading a model
             raise LibraryError(f"{root}: a library exists here already; open it instead")
-        if root.exists() and not root.is_dir():
-            raise LibraryError(f"{root}: exists and is not a folder")
         FaissIndex(1, index)  # validates the index kind before anything is written
         store_spec = backend_spec(vector_store)
         enc = encoder if isinstance(encoder, Encoder) else create_encoder(
             encoder, pretrained=pretrained, device=device)
         text = text_encoder if isinstance(text_encoder, Encoder) else None
-        root.mkdir(parents=True, exist_ok=True)
-        # made under a temporary name and renamed once whole: a kill mid-way leaves no
-        # library.sqlite without a manifest
-        draft = root / f".{DB_NAME}.draft"
-        for stale in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
-            stale.unlink(missing_ok=True)
-        store = RecordStore(draft)
-        LibraryManifest(
+        db = write_new_library(root, LibraryManifest(
             encoder={**enc.info.to_dict(), "pretrained": pretrained},
             tiling=asdict(tiling or TilingConfig()), index=index,
-            text_encoder=text.info.name if text else str(text_encoder),
-            vector_store=store_spec,
-        ).save(store)
-        store.close()  # checkpoints the WAL into the file, so the file alone is the library
-        publish(draft, root / DB_NAME)
-        return cls(root, RecordStore(root / DB_NAME), device, encoder=enc, text_encoder=text)
+            text_encoder=text.info.name if text else str(text_encoder), vector_store=store_spec))
+        return cls(root, RecordStore(db), device, encoder=enc, text_encoder=text)
 
     @classmethod
     def open(cls, path: str | Path, device: str = "cpu", encoder: Encoder | None = None,
@@ -131,25 +124,14 @@ class Library:
         """
         asked = {**(tiling or {}), "index": index, "pretrained": pretrained,
                  "encoder": encoder.info.name if isinstance(encoder, Encoder) else encoder,
-                 "vector_store": None if vector_store is None else backend_spec(
-                     vector_store).get("uri", "faiss")}
-        asked = {k: v for k, v in asked.items() if v is not None}
+                 "vector_store": vector_store and backend_spec(vector_store).get("uri", "faiss")}
         root = Path(path)
         if (root / DB_NAME).is_file():
             lib = cls.open(root, device=device)
-            differ = lib.manifest.differences(asked)
-            if not differ:
+            if refuse_or_reset(root, lib.manifest, asked, lib.is_empty()):
                 return lib
-            if not lib.is_empty():
-                raise LibraryMismatchError(f"{root}: this library was built with " + ", ".join(
-                    f"{k} {was!r}" for k, (was, _) in differ.items()) + "; this run asks for "
-                    + ", ".join(f"{k} {now!r}" for k, (_, now) in differ.items())
-                    + ": use a new library folder, or leave those options out to add with the "
-                    "library's settings")
             lib.close()
-            (root / DB_NAME).unlink()
-            for stale in (root / "vectors").glob("*.faiss"):
-                stale.unlink()
+            delete_empty_library(root)
         return cls.create(root, encoder=encoder or DEFAULT_ENCODER, pretrained=pretrained,
                           index=index or "flat", tiling=TilingConfig(**(tiling or {})),
                           device=device, vector_store=vector_store)
@@ -180,10 +162,7 @@ class Library:
     def encoder(self) -> Encoder:
         """The image (and maybe text) encoder the library was built with, checked on load."""
         if self._encoder is None:
-            stored = self.manifest.encoder
-            enc = create_encoder(stored["name"], pretrained=stored.get("pretrained"),
-                                 device=self.device)
-            self._encoder = same_encoder(self.root, EncoderInfo.from_dict(stored), enc)
+            self._encoder = load_stored_encoder(self.root, self.manifest.encoder, self.device)
         return self._encoder
 
     @property
@@ -195,12 +174,9 @@ class Library:
         return self._text_encoder
 
     def _adopt_text_encoder(self, enc: Encoder) -> None:
-        stored = self.manifest.text_encoder_info
-        if stored is None:  # the first report fixes which text encoder the space holds
-            self.manifest = self.manifest.with_text_encoder_info(enc.info.to_dict())
+        if first := text_encoder_to_record(self.root, self.manifest.text_encoder_info, enc):
+            self.manifest = self.manifest.with_text_encoder_info(first)
             self.manifest.save(self.store)
-        else:
-            same_encoder(self.root, EncoderInfo.from_dict(stored), enc)
         self._text_encoder = enc
 
     def _space_dim(self, space: VectorSpace) -> int:

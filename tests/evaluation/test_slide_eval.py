@@ -25,6 +25,7 @@ from slide_library import (
     built_fixture,  # noqa: F401 (a fixture)
     largest_region_source,
     lib_fixture,  # noqa: F401 (a fixture)
+    use_fake_encoder,
 )
 
 CLASSES = "adenocarcinoma,normal,polyp"
@@ -99,9 +100,7 @@ def test_zero_shot_slides_counts_abstentions(lib: Library, built: Built) -> None
 
 def test_index_synthetic_labels_each_slide_by_dominant_class_and_case(
         built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import histoseek.library
-
-    monkeypatch.setattr(histoseek.library, "create_encoder", lambda name, *a, **kw: FakeHist())
+    use_fake_encoder(monkeypatch)
     whole = json.loads((built.slides[0].path.parent / "truth.json").read_text())
     picked = [dict(whole["slides"][i], path=str(built.slides[i].path)) for i in (0, 2)]
     truth = tmp_path / "truth.json"  # two of the slides, by absolute path

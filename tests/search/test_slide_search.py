@@ -495,10 +495,10 @@ def test_pooling_top_and_k_and_kinds() -> None:
 @pytest.fixture
 def fake_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """``Library`` builds the stored encoder by name: hand it the fake one."""
-    import histoseek.library
+    import histoseek.encoders.registry
 
-    real = histoseek.library.create_encoder
-    monkeypatch.setattr(histoseek.library, "create_encoder", lambda name, *a, **kw: (
+    real = histoseek.encoders.registry.create_encoder
+    monkeypatch.setattr(histoseek.encoders.registry, "create_encoder", lambda name, *a, **kw: (
         FakeHist() if name == "fake-hist" else real(name, *a, **kw)))
 
 

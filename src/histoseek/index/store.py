@@ -61,7 +61,7 @@ class TileTable:
     sources: np.ndarray
     boxes: np.ndarray
     mpp: np.ndarray
-    #: ``[n, 6]`` float64 rows (x, y, w, h, mpp, source): one cache line per tile for hits
+    #: ``[n, 5]`` int64 rows (x, y, w, h, source): one cache line per tile for hits
     places: np.ndarray
 
     #: the first id when ids are one unbroken run (no removals since), else None: then a
@@ -480,7 +480,7 @@ class RecordStore:
             self._tiles = (version, TileTable(
                 ids=ids, sources=table[:, 1].astype(np.int64),
                 boxes=table[:, 2:6].astype(np.int64), mpp=table[:, 6],
-                places=np.ascontiguousarray(table[:, [2, 3, 4, 5, 6, 1]]),
+                places=np.ascontiguousarray(table[:, [2, 3, 4, 5, 1]].astype(np.int64)),
                 first_id=int(ids[0]) if unbroken else None))
             self._sources = None
         return self._tiles[1]
@@ -518,13 +518,15 @@ class RecordStore:
             # an index search leaves behind (24 vs 48 us for 10 ids)
             first, n = table.first_id, len(table.ids)
             found_ids = [i for i in ids if 0 <= i - first < n]
-            rows = table.places[[i - first for i in found_ids]].tolist()
+            pos: Any = [i - first for i in found_ids]
         else:
             wanted = np.asarray(ids, np.int64)
             pos, found = table.positions(wanted)
-            found_ids, rows = wanted[found].tolist(), table.places[pos].tolist()
-        return {tile_id: (int(x), int(y), int(w), int(h), None if mpp != mpp else mpp, int(src))
-                for tile_id, (x, y, w, h, mpp, src) in zip(found_ids, rows, strict=True)}, sources
+            found_ids = wanted[found].tolist()
+        return {tile_id: (x, y, w, h, None if mpp != mpp else mpp, src)  # NaN: unknown mpp
+                for tile_id, (x, y, w, h, src), mpp in zip(
+                    found_ids, table.places[pos].tolist(), table.mpp[pos].tolist(),
+                    strict=True)}, sources
 
     def source_tiles(self, source: int) -> tuple[np.ndarray, np.ndarray]:
         """Ids and level-0 boxes ``[n, 4]`` of one source's tiles (cached tile table)."""
