@@ -178,8 +178,9 @@ def search(
              "stored slide summaries (slow; for comparison)")] = False,
     slide_codes: Annotated[str, typer.Option(
         help="--slide for slides: coarse stage on float mosaics or binary codes")] = "float",
-    expand: Annotated[bool, typer.Option(help="add knowledge-base synonyms to a text query")
-                      ] = True,
+    expand: Annotated[bool, typer.Option(
+        help="spell out abbreviations in a text query; for reports also fuse in knowledge-base "
+             "sentences")] = True,
     grid: Annotated[Path | None, typer.Option(help="also write a retrieval grid PNG here")
                     ] = None,
     heatmaps: Annotated[Path | None, typer.Option(

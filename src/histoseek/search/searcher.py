@@ -29,7 +29,7 @@ from histoseek.search.queries import (
 )
 from histoseek.search.regions import SimilarityMap, best_windows, template_window_scores
 from histoseek.search.slide_search import MIN_CANDIDATES, SlideCatalogue, SlideCodes, rerank
-from histoseek.search.text_query import embed_text_query
+from histoseek.search.text_query import IMAGE_EXPANSION_WEIGHT, embed_text_query
 from histoseek.slides.tiling import TilingConfig
 
 Target = Literal["tiles", "slides", "reports"]
@@ -70,17 +70,17 @@ class Searcher:
         """Run one query of any type; exactly one of image/text/slide/region/vector.
 
         ``target`` picks what comes back: ``tiles`` (default for images and regions),
-        ``slides`` (default for slide queries), ``reports`` (default for text). ``where`` and
-        ``exclude`` filter on label, source_id, path, slide, kind or metadata keys; an unknown
-        key is an error. ``vector`` is an embedding in the library's image space. ``expand``
-        adds knowledge-base synonyms of an entity named in a text query (see
-        ``search.text_query``). ``level='region'``: tile hits merged into boxes
-        (``search.regions``), without a region query's own box unless ``include_query_region``.
-        A slide query for slides runs in two stages over stored slide summaries
-        (``search.slide_search``; ``slide_codes='binary'`` for the compact coarse index),
-        leaving out the query slide itself unless ``include_query_region``; ``exhaustive``
-        scores every tile instead (slower; for comparison). Text for slides pools each
-        slide's top tiles.
+        ``slides`` (default for slide queries), ``reports`` (default for text). ``where``
+        and ``exclude`` filter on label, source_id, path, slide, kind or metadata keys; an
+        unknown key is an error. ``vector`` is an embedding in the library's image space.
+        ``expand`` spells out abbreviations in a text query and, for reports, fuses in the
+        sentences of the knowledge-base entities it names (``search.text_query``).
+        ``level='region'``: tile hits merged into boxes (``search.regions``), without a
+        region query's own box unless ``include_query_region``. A slide query for slides
+        runs in two stages over stored slide summaries (``search.slide_search``;
+        ``slide_codes='binary'`` for the compact coarse index), leaving out the query slide
+        itself unless ``include_query_region``; ``exhaustive`` scores every tile instead
+        (slower; for comparison). Text for slides pools each slide's top tiles.
         """
         given = [name for name, v in (("image", image), ("text", text), ("slide", slide),
                                       ("region", region), ("vector", vector)) if v is not None]
@@ -119,7 +119,8 @@ class Searcher:
             if target == "reports":
                 query = embed_text_query(self.text_encoder().encode_texts, str(text), expand)
                 return self._ranked("text", query, k, where, exclude)[0]
-            vectors = embed_text_query(self.image_text_tower().encode_texts, str(text), expand)
+            vectors = embed_text_query(self.image_text_tower().encode_texts, str(text), expand,
+                                       weight=IMAGE_EXPANSION_WEIGHT)
         elif kind == "vector":
             vectors = np.asarray(vector, dtype=np.float32).reshape(1, -1)
             if vectors.shape[1] != self.image_dim:
