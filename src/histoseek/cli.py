@@ -202,8 +202,10 @@ def search(
                           include_query_region=include_query_region, exhaustive=exhaustive,
                           slide_codes=slide_codes)  # type: ignore[arg-type]
         if grid is not None:
+            from histoseek.knowledge.abbreviations import spell_out
+
             _write_grid(lib, grid, hits, image=image, text=text, slide=slide, region=region,
-                        mpp=mpp)
+                        mpp=mpp, searched=spell_out(text) if text and expand else None)
         kind = next(k for k, v in (("image", image), ("text", text), ("slide", slide),
                                    ("region", region)) if v is not None)
         pictures = [] if heatmaps is None else lib.write_heatmaps(

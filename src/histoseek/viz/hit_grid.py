@@ -28,10 +28,14 @@ class QueryPicture:
     has_scale: bool = True  # False for a text query: there is no scale to compare
 
 
-def text_picture(text: str) -> QueryPicture:
+def text_picture(text: str, searched: str | None = None) -> QueryPicture:
+    """A text query's cell; ``searched`` (the query with abbreviations spelled out) is shown
+    too when it differs from what was typed, so "HGIN" hits can be read."""
     blank = np.full((CELL_PX, CELL_PX, 3), 255, np.uint8)
-    return QueryPicture(blank, "text:\n" + "\n".join(textwrap.wrap(text, 24)[:6]),
-                        has_scale=False)
+    lines = textwrap.wrap(text, 24)[:3]
+    if searched and searched != text:
+        lines += textwrap.wrap("= " + searched, 24)[:3]
+    return QueryPicture(blank, "text:\n" + "\n".join(lines), has_scale=False)
 
 
 def _short(name: str, width: int = 22) -> str:
@@ -78,7 +82,7 @@ def write_hits_grid(query: QueryPicture, hits: Sequence[Hit],
 def query_picture(*, image: Path | None = None, region: str | None = None,
                   slide: Path | None = None, text: str | None = None, tile_px: int,
                   target_mpp: float, mpp: float | None = None,
-                  label: str | None = None) -> QueryPicture:
+                  label: str | None = None, searched: str | None = None) -> QueryPicture:
     """The query as the grid shows it, with the scale its tiles were encoded at."""
     from histoseek.search.arguments import parse_region
     from histoseek.search.queries import query_tile
@@ -86,7 +90,7 @@ def query_picture(*, image: Path | None = None, region: str | None = None,
     from histoseek.slides.tiling import read_region_tile
 
     if text is not None:
-        return text_picture(text)
+        return text_picture(text, searched)
     if image is not None:
         with open_slide(image, backend="pillow") as src:
             w, h = src.dimensions
