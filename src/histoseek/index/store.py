@@ -24,6 +24,7 @@ from histoseek.errors import InputError, LibraryError
 from histoseek.index.migrations import migrate
 from histoseek.index.slide_summary import SlideSummary, SummaryKind, summarise_slide
 from histoseek.index.spaces import SPACE_TABLES, VectorSpace
+from histoseek.index.vectors import unbroken_run_start
 
 # Filter keys that are real columns; anything else is looked up in the metadata JSON.
 SOURCE_COLUMNS = {"label": "s.label", "source_id": "s.source_id", "path": "s.path",
@@ -476,12 +477,11 @@ class RecordStore:
                 "SELECT id, source, x, y, w, h, mpp FROM tiles ORDER BY id").fetchall()
             table = np.array(rows, dtype=np.float64).reshape(-1, 7)
             ids = table[:, 0].astype(np.int64)
-            unbroken = len(ids) > 0 and int(ids[-1]) - int(ids[0]) == len(ids) - 1
             self._tiles = (version, TileTable(
                 ids=ids, sources=table[:, 1].astype(np.int64),
                 boxes=table[:, 2:6].astype(np.int64), mpp=table[:, 6],
                 places=np.ascontiguousarray(table[:, [2, 3, 4, 5, 1]].astype(np.int64)),
-                first_id=int(ids[0]) if unbroken else None))
+                first_id=unbroken_run_start(ids)))
             self._sources = None
         return self._tiles[1]
 

@@ -84,6 +84,14 @@ def checked_queries(queries: np.ndarray, dim: int) -> np.ndarray:
     return queries
 
 
+def unbroken_run_start(ids: np.ndarray) -> int | None:
+    """The first id when ``ids`` are consecutive and ascending (no removals since), else None:
+    then an id's position is a subtraction, not a search."""
+    if len(ids) == 0 or int(ids[-1]) - int(ids[0]) != len(ids) - 1:
+        return None
+    return int(ids[0]) if len(ids) == 1 or bool(np.all(ids[1:] > ids[:-1])) else None
+
+
 def publish(draft: Path, path: Path) -> None:
     """Rename a finished file into place and make the rename durable."""
     os.replace(draft, path)
@@ -163,10 +171,7 @@ class FaissIndex:
         """External id of each stored vector, by position (cached until the index changes)."""
         if self._id_array is None:
             self._id_array = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-            ids = self._id_array
-            unbroken = len(ids) > 0 and int(ids[-1]) - int(ids[0]) == len(ids) - 1 and (
-                len(ids) == 1 or bool(np.all(ids[1:] > ids[:-1])))
-            self._first_id = int(ids[0]) if unbroken else None
+            self._first_id = unbroken_run_start(self._id_array)
         return self._id_array
 
     def stored_vectors(self) -> np.ndarray | None:

@@ -92,9 +92,9 @@ class Entity:
     the organ id. ``tcga_code`` holds TCGA project codes (empty when none applies; colorectal
     adenocarcinoma has two, ``COAD`` and ``READ``). ``mention_id`` is false when the bare id
     is too common a word (``normal``) to count as a mention in free text. ``subtypes`` are
-    narrower kinds with a histology of their own ("hamartomatous polyp" under colorectal
-    polyp): they find the entity like synonyms do, but a query naming one is more specific
-    than the entity's attribute sentences, so query expansion leaves it alone.
+    narrower kinds, one among several ("hamartomatous polyp" under colorectal polyp): they
+    find the entity like synonyms do, but a query naming one is more specific than the
+    entity's attribute sentences, so query expansion leaves it alone.
     """
 
     id: str
@@ -111,10 +111,6 @@ class Entity:
     def names(self) -> tuple[str, ...]:
         """The name followed by every synonym and subtype."""
         return (self.name, *self.synonyms, *self.subtypes)
-
-    def is_subtype(self, phrase: str) -> bool:
-        """True when ``phrase`` (as found in text) names one of this entity's subtypes."""
-        return normalise(phrase) in {normalise(s) for s in self.subtypes}
 
     @property
     def n_attributes(self) -> int:
@@ -137,6 +133,7 @@ class KnowledgeTree:
     _index: dict[str, Entity] = field(init=False, repr=False, compare=False, hash=False)
     _organ_index: dict[str, Organ] = field(init=False, repr=False, compare=False, hash=False)
     _mentions: re.Pattern[str] = field(init=False, repr=False, compare=False, hash=False)
+    _subtypes: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entities", tuple(self.entities))
@@ -171,6 +168,8 @@ class KnowledgeTree:
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_organ_index", organ_index)
         object.__setattr__(self, "_mentions", _mention_pattern(phrases))
+        object.__setattr__(self, "_subtypes", frozenset(
+            normalise(s) for entity in self.entities for s in entity.subtypes))
 
     def __len__(self) -> int:
         return len(self.entities)
@@ -233,10 +232,15 @@ class KnowledgeTree:
     def expandable_mentions(self, text: str) -> list[Entity]:
         """Like :meth:`find_mentions`, leaving out entities named only by a subtype."""
         found: dict[str, Entity] = {}
-        for entity, start, end in self.mention_spans(text):
-            if not entity.is_subtype(text[start:end]):
-                found.setdefault(entity.id, entity)
+        for entity, _start, _end in self.expandable_spans(text):
+            found.setdefault(entity.id, entity)
         return list(found.values())
+
+    def expandable_spans(self, text: str) -> list[tuple[Entity, int, int]]:
+        """:meth:`mention_spans` without subtype mentions: the spans query expansion
+        speaks for (a subtype is narrower than its entity's sentences)."""
+        return [(entity, start, end) for entity, start, end in self.mention_spans(text)
+                if normalise(text[start:end]) not in self._subtypes]
 
     def mention_spans(self, text: str) -> list[tuple[Entity, int, int]]:
         """Every mention in ``text`` as ``(entity, start, end)`` character offsets."""

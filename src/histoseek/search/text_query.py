@@ -51,8 +51,7 @@ _FUNCTION_WORDS = frozenset({"a", "an", "and", "the", "of", "with", "in", "on", 
 def mention_coverage(text: str, tree: KnowledgeTree) -> float:
     """Share of ``text``'s content words inside knowledge-base mentions that expansion speaks
     for (0 to 1): a subtype's words are not, its entity's sentences being broader."""
-    spans = [(start, end) for entity, start, end in tree.mention_spans(text)
-             if not entity.is_subtype(text[start:end])]  # a subtype is not expanded
+    spans = [(start, end) for _entity, start, end in tree.expandable_spans(text)]
     words = [m for m in _WORD.finditer(text) if m.group(0).casefold() not in _FUNCTION_WORDS]
     if not words:
         return 0.0
