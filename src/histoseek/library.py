@@ -124,7 +124,8 @@ class Library:
         """
         asked = {**(tiling or {}), "index": index, "pretrained": pretrained,
                  "encoder": encoder.info.name if isinstance(encoder, Encoder) else encoder,
-                 "vector_store": vector_store and backend_spec(vector_store).get("uri", "faiss")}
+                 "vector_store": None if vector_store is None else backend_spec(
+                     vector_store).get("uri", "faiss")}
         root = Path(path)
         if (root / DB_NAME).is_file():
             lib = cls.open(root, device=device)

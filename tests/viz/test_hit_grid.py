@@ -15,3 +15,8 @@ def test_text_cell_shows_the_spelled_out_query() -> None:
 def test_text_cell_without_a_change_shows_the_text_once() -> None:
     assert text_picture("colon cancer", "colon cancer").caption == "text:\ncolon cancer"
     assert text_picture("colon cancer").caption == "text:\ncolon cancer"
+
+
+def test_long_text_keeps_six_lines_when_nothing_was_spelled_out() -> None:
+    text = " ".join(["adenocarcinoma"] * 12)
+    assert text_picture(text).caption.count("\n") == 6  # "text:" + six wrapped lines

@@ -32,9 +32,10 @@ def text_picture(text: str, searched: str | None = None) -> QueryPicture:
     """A text query's cell; ``searched`` (the query with abbreviations spelled out) is shown
     too when it differs from what was typed, so "HGIN" hits can be read."""
     blank = np.full((CELL_PX, CELL_PX, 3), 255, np.uint8)
-    lines = textwrap.wrap(text, 24)[:3]
     if searched and searched != text:
-        lines += textwrap.wrap("= " + searched, 24)[:3]
+        lines = textwrap.wrap(text, 24)[:3] + textwrap.wrap("= " + searched, 24)[:3]
+    else:
+        lines = textwrap.wrap(text, 24)[:6]
     return QueryPicture(blank, "text:\n" + "\n".join(lines), has_scale=False)
 
 
